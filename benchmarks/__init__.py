@@ -1,0 +1,22 @@
+"""The paper's tables, one declarative module each, registered by id."""
+
+from importlib import import_module
+
+from sharens.benchmark import Table
+
+IMPLEMENTED = ("table7_uci", "table5_semg")
+PLANNED = ("table3_cifar10", "table4_gtzan", "table6_imdb", "figure2_mnist", "resnet_cifar10")
+
+
+class UnknownTable(ValueError):
+    pass
+
+
+def get_table(table_id: str) -> Table:
+    if table_id in PLANNED:
+        raise UnknownTable(f"table {table_id!r} is planned but not implemented yet; "
+                           f"implemented: {', '.join(IMPLEMENTED)}")
+    if table_id not in IMPLEMENTED:
+        raise UnknownTable(f"unknown table {table_id!r}; implemented: {', '.join(IMPLEMENTED)}; "
+                           f"planned: {', '.join(PLANNED)}")
+    return import_module(f"benchmarks.{table_id}").TABLE

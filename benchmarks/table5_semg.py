@@ -1,0 +1,43 @@
+"""Table 5 of the SE paper: sEMG hand-gesture recognition (6 classes, test accuracy %)."""
+
+from sharens.benchmark import Classic, Pair, Table, standard_profiles
+
+GCFOREST = "gcForest paper [38]"
+
+TABLE = Table(
+    id="table5_semg",
+    title="Table 5: sEMG basic hand movements, test accuracy (%)",
+    datasets=("semg",),
+    pairs=(
+        # 8 FC layers 512 ... 45 (sqrt(2) pyramid) on the 3,000 raw samples; taps every 2 layers.
+        Pair("DNN", "pyramid_dnn", options={"first_width": 512, "depth": 8, "tap_every": 2},
+             independent_ensemble=5),
+        # Each row as 6 steps x 500 samples; 4 LSTM layers of 128; a tap after each layer.
+        Pair("Deep LSTM", "deep_lstm", options={"steps": 6, "hidden": 128, "layers": 4},
+             independent_ensemble=5),
+    ),
+    classic=(
+        Classic("Random Forest", "random_forest"),
+        Classic("SVM (rbf)", "svm_rbf"),
+        Classic("Logistic Regression", "logistic_regression"),
+    ),
+    paper={
+        "gcForest": {"semg": 71.30},
+        "Random Forest": {"semg": 29.62},
+        "SVM (rbf)": {"semg": 29.62},
+        "Logistic Regression": {"semg": 23.33},
+        "DNN": {"semg": 42.23},
+        "DNN+SE": {"semg": 44.52},
+        "Deep LSTM": {"semg": 47.33},
+        "Deep LSTM+SE": {"semg": 48.00},
+    },
+    quoted={m: GCFOREST for m in ("gcForest", "Random Forest", "SVM (rbf)", "Logistic Regression")},
+    # 360 test rows (one sample = 0.28 points) and a small, noisy training set: 2 points.
+    tolerance=2.0,
+    batch_size=64,
+    profiles=standard_profiles(full_epochs=40, quick_epochs=10, smoke_train=256, smoke_test=120),
+    notes=(
+        "Rows are the 1,800 single-channel trials (5 subjects x 6 gestures x 30 trials x 2 "
+        "channels), as in the gcForest protocol; the label is the gesture.",
+    ),
+)

@@ -1,0 +1,46 @@
+"""Entry points: `nox -s tests`, `nox -s lint`, `nox -s reproduce -- ARGS`, `nox -s regress`."""
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+ROOT = Path(__file__).parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def _data_env() -> dict:
+    """SHARENS_DATA as set, else ../shared/data when it exists (CI and developers), else datasets/."""
+    root = os.environ.get("SHARENS_DATA") or (str(SHARED_DATA) if SHARED_DATA.is_dir() else "datasets")
+    return {"SHARENS_DATA": root}
+
+
+@nox.session
+def tests(session):
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs, env=_data_env())
+
+
+@nox.session
+def lint(session):
+    session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def reproduce(session):
+    """Run tables and write results/<table>.{md,json}; default: every implemented table at full."""
+    session.install("-e", ".")
+    args = session.posargs or ["--table", "table7_uci", "--table", "table5_semg", "--profile", "full"]
+    if "--table" not in args:
+        args = ["--table", "table7_uci", "--table", "table5_semg", *args]
+    session.run("python", "-m", "sharens", "reproduce", *args, env=_data_env())
+
+
+@nox.session
+def regress(session):
+    """Smoke-profile run compared with the committed reference in results/smoke/."""
+    session.install("-e", ".")
+    session.run("python", "-m", "sharens.regress", *session.posargs, env=_data_env())

@@ -1,0 +1,5 @@
+import sys
+
+from sharens.cli import main
+
+sys.exit(main())

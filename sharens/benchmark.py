@@ -1,0 +1,125 @@
+"""The vocabulary a benchmark module declares its table in.
+
+A table is data sets x rows. Rows come from `Pair`s (a backbone trained as the
+plain baseline, as SE, and optionally as an independent ensemble of K
+baselines) and from scikit-learn `Classic` models. Every number of the paper's
+table sits in `paper`; a paper row that no model here produces is shown as
+cited (not re-run), and rows the paper itself quoted from other work are
+marked with their source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+SE_SUFFIX = "+SE"
+ENSEMBLE_SUFFIX = " x{k} (independent)"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A backbone as baseline (`name`) and as sharing ensemble (`name+SE`).
+
+    `options` go to the backbone factory for every data set, `dataset_options`
+    add to them per data set (for example a width that depends on the input).
+    `independent_ensemble` = K > 0 adds a row of K soft-voted baselines trained
+    from different seeds, the costly alternative SE claims to replace.
+    """
+
+    name: str
+    backbone: str
+    options: Mapping = field(default_factory=dict)
+    dataset_options: Mapping[str, Mapping] = field(default_factory=dict)
+    heads_per_tap: int = 5
+    tap_weights: Mapping[str, float] | None = None
+    independent_ensemble: int = 0
+
+    def options_for(self, dataset: str) -> dict:
+        return {**self.options, **self.dataset_options.get(dataset, {})}
+
+    @property
+    def se_name(self) -> str:
+        return self.name + SE_SUFFIX
+
+    def ensemble_name(self, k: int) -> str:
+        return self.name + ENSEMBLE_SUFFIX.format(k=k)
+
+
+@dataclass(frozen=True)
+class Classic:
+    """A scikit-learn model re-run on our split; `estimator` is a key of `sharens.classic`."""
+
+    name: str
+    estimator: str
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much of the work to do: data slices, epochs, seeds, ensemble size.
+
+    `train_subset`/`test_subset` = None means the whole split.
+    """
+
+    name: str
+    epochs: int | Mapping[str, int]  # one count, or one per data set
+    seeds: int
+    ensemble_size: int
+    forest_trees: int
+    train_subset: int | None = None
+    test_subset: int | None = None
+    description: str = ""
+
+    def epochs_for(self, dataset: str) -> int:
+        return self.epochs if isinstance(self.epochs, int) else self.epochs[dataset]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the paper: what to run, what the paper reported, how close counts."""
+
+    id: str
+    title: str
+    datasets: tuple[str, ...]
+    pairs: tuple[Pair, ...]
+    profiles: Mapping[str, Profile]
+    paper: Mapping[str, Mapping[str, float]]  # row -> data set -> accuracy (%)
+    tolerance: float  # points of accuracy within which a row counts as reproduced
+    batch_size: int = 128
+    classic: tuple[Classic, ...] = ()
+    quoted: Mapping[str, str] = field(default_factory=dict)  # paper row -> the work it quotes
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))
+        if self.tolerance < 1.0:
+            raise ValueError(f"{self.id}: tolerance must be at least 1 point")
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise ValueError(f"{self.id} has no profile {name!r}; choose one of {sorted(self.profiles)}")
+        return self.profiles[name]
+
+
+def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int | Mapping[str, int],
+                      smoke_train: int = 512,
+                      smoke_test: int = 256) -> dict[str, Profile]:
+    """The three profiles every table offers; a table only chooses its epochs."""
+    return {
+        "smoke": Profile(
+            "smoke", epochs=2, seeds=2, ensemble_size=2, forest_trees=20,
+            train_subset=smoke_train, test_subset=smoke_test,
+            description=f"CI check: {smoke_train} train / {smoke_test} test rows of the real data, "
+                        "2 epochs, 2 seeds, independent ensembles of 2, forests of 20 trees",
+        ),
+        "quick": Profile(
+            "quick", epochs=quick_epochs, seeds=3, ensemble_size=5, forest_trees=100,
+            description=f"the paper's data, epochs {quick_epochs}, 3 seeds, forests of 100 trees",
+        ),
+        "full": Profile(
+            "full", epochs=full_epochs, seeds=5, ensemble_size=5, forest_trees=500,
+            description=f"the paper's data and splits, epochs {full_epochs} (the paper gives no "
+                        "epoch count), 5 seeds, forests of 500 trees",
+        ),
+    }

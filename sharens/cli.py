@@ -1,0 +1,124 @@
+"""`python -m sharens {reproduce,list,download}`: the suite's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sharens.data import DATASETS, DataError
+
+PROFILES = ("smoke", "quick", "full")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from benchmarks import UnknownTable, get_table
+    from sharens import report
+    from sharens.runner import run_table
+
+    try:
+        tables = [get_table(t) for t in args.table]
+    except UnknownTable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.seeds is not None and args.seeds < 1:
+        print("error: --seeds must be at least 1", file=sys.stderr)
+        return 2
+    device = _device(args.device)
+    failed = False
+    for table in tables:
+        start = time.perf_counter()
+        try:
+            records, errors = run_table(table, args.profile, out=args.out, seeds=args.seeds,
+                                        presets=args.preset, device=device,
+                                        data_root=args.data_root, force=args.force)
+        except (DataError, ValueError) as exc:
+            print(f"error: {table.id}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for error in errors:
+            print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
+        failed |= bool(errors)
+        if records:
+            md, js = report.write(table, args.profile, records, args.out)
+            print(f"{table.id}: {len(records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
+    return 1 if failed else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmarks import IMPLEMENTED, PLANNED, get_table
+    from sharens.training import PRESETS
+
+    for table_id in IMPLEMENTED:
+        table = get_table(table_id)
+        print(f"{table.id}: {table.title}")
+        print(f"  data sets: {', '.join(table.datasets)}")
+        models = [m for p in table.pairs for m in (p.name, p.se_name)]
+        models += [p.ensemble_name(p.independent_ensemble) for p in table.pairs if p.independent_ensemble]
+        models += [c.name for c in table.classic]
+        print(f"  models: {', '.join(models)}")
+        for profile in table.profiles.values():
+            print(f"  profile {profile.name}: {profile.description}")
+    print(f"planned (not implemented yet): {', '.join(PLANNED)}")
+    for preset in PRESETS.values():
+        print(f"preset {preset.name}: Adam lr {preset.lr0:g} -> {preset.lr_min:g}; {preset.why}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from sharens.data import data_root
+    from sharens.data.files import download
+
+    for name in args.dataset:
+        try:
+            download(name, data_root(args.data_root))
+        except DataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sharens", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("reproduce", help="train, compare with the paper, write results/<table>.{md,json}")
+    r.add_argument("--table", action="append", required=True, metavar="ID",
+                   help="table id (repeatable); see `python -m sharens list`")
+    r.add_argument("--profile", choices=PROFILES, default="quick")
+    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
+    r.add_argument("--preset", action="append", choices=("tuned", "paper"), default=None,
+                   help="optimizer preset (repeatable; default tuned)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--data-root", type=Path, default=None,
+                   help="data root (default: $SHARENS_DATA, else datasets/)")
+    r.add_argument("--out", type=Path, default=Path("results"))
+    r.add_argument("--force", action="store_true", help="redo finished cells instead of resuming")
+    r.set_defaults(func=cmd_reproduce)
+
+    lst = sub.add_parser("list", help="tables, models, profiles and presets")
+    lst.set_defaults(func=cmd_list)
+
+    d = sub.add_parser("download", help="fetch official data files into the data root (needs internet)")
+    d.add_argument("dataset", nargs="+", choices=DATASETS)
+    d.add_argument("--data-root", type=Path, default=None)
+    d.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "preset", None) is None and args.command == "reproduce":
+        args.preset = ["tuned"]
+    return args.func(args)

@@ -1,0 +1,74 @@
+"""CI regression check: rerun the smoke profile and compare with the committed reference.
+
+`python -m sharens.regress [--reference results/smoke] [--tolerance 5]` runs every
+implemented table at `smoke` into a temporary folder and fails when a row's
+mean accuracy moved by more than the tolerance or its status changed. The smoke
+test sets are a few hundred rows, so one sample is worth 0.4-0.8 points; the
+tolerance absorbs floating-point differences between CPUs, not real changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks import IMPLEMENTED, get_table
+from sharens import report
+from sharens.runner import run_table
+
+
+def compare(reference: dict, current: dict, tolerance: float) -> list[str]:
+    """Differences that matter between two table documents, as readable lines."""
+    def key(row):
+        return (row["dataset"], row["model"], row["preset"])
+
+    ref_rows = {key(r): r for r in reference["rows"] if r["kind"] != "cited"}
+    cur_rows = {key(r): r for r in current["rows"] if r["kind"] != "cited"}
+    problems = [f"{k}: missing from this run" for k in ref_rows.keys() - cur_rows.keys()]
+    problems += [f"{k}: new row, not in the reference" for k in cur_rows.keys() - ref_rows.keys()]
+    for k in ref_rows.keys() & cur_rows.keys():
+        ref, cur = ref_rows[k], cur_rows[k]
+        if ref["status"] != cur["status"]:
+            problems.append(f"{k}: status {ref['status']!r} -> {cur['status']!r}")
+        elif ref["accuracy"]["mean"] is not None:
+            delta = cur["accuracy"]["mean"] - ref["accuracy"]["mean"]
+            if abs(delta) > tolerance:
+                problems.append(f"{k}: accuracy {ref['accuracy']['mean']:.2f} -> "
+                                f"{cur['accuracy']['mean']:.2f} ({delta:+.2f} > ±{tolerance:g})")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sharens.regress", description=__doc__)
+    p.add_argument("--reference", type=Path, default=Path("results/smoke"))
+    p.add_argument("--tolerance", type=float, default=5.0)
+    p.add_argument("--data-root", type=Path, default=None)
+    args = p.parse_args(argv)
+    failed = False
+    with tempfile.TemporaryDirectory() as out:
+        for table_id in IMPLEMENTED:
+            table = get_table(table_id)
+            ref_path = args.reference / f"{table_id}.json"
+            if not ref_path.exists():
+                print(f"FAIL {table_id}: no reference at {ref_path}; create it with "
+                      f"`python -m sharens reproduce --table {table_id} --profile smoke --out {args.reference}`")
+                failed = True
+                continue
+            records, errors = run_table(table, "smoke", out=Path(out), device=torch.device("cpu"),
+                                        data_root=args.data_root)
+            current = report.build(table, "smoke", records)
+            problems = errors + compare(json.loads(ref_path.read_text()), current, args.tolerance)
+            print(f"{'FAIL' if problems else 'ok  '} {table_id}: {len(records)} cells")
+            for line in problems:
+                print(f"     {line}")
+            failed |= bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

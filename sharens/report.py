@@ -1,0 +1,231 @@
+"""Cell records -> `<table>.json` (for machines) and `<table>.md` (for people).
+
+The JSON schema (`SCHEMA`) is documented in README.md: per row `dataset`,
+`model`, `kind`, `preset`, `paper`, `quoted_from`, `accuracy` {mean, std, n,
+values}, `delta`, `verdict`, `train_samples_per_s`, `status`, ...; then
+`claims`, `heads`, the raw `cells` and a `provenance` object.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from sharens import provenance, stats
+from sharens.benchmark import Table
+from sharens.cells import write_json_atomic
+from sharens.training import PRESETS
+
+SCHEMA = "sharens.table/1"
+
+
+def _mean(records: list[dict], key: str) -> float | None:
+    values = [r[key] for r in records if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _status(records: list[dict]) -> str:
+    bad = [r for r in records if r["status"] != "ok"]
+    if not bad:
+        return "ok"
+    steps = ", ".join(f"seed {r['seed']} at step {r.get('diverged_at_step')}" for r in bad)
+    return f"{bad[0]['status']} ({len(bad)}/{len(records)}: {steps})"
+
+
+def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, records: list[dict]) -> dict:
+    ok = [r for r in records if r["status"] == "ok"]
+    paper = table.paper.get(model, {}).get(dataset)
+    values = [r["accuracy"] for r in ok]
+    accuracy = stats.summarize(values)
+    return {
+        "dataset": dataset, "model": model, "kind": kind, "preset": preset,
+        "paper": paper, "quoted_from": table.quoted.get(model),
+        "accuracy": accuracy,
+        "delta": accuracy["mean"] - paper if paper is not None and values else None,
+        "verdict": stats.row_verdict(values, paper, table.tolerance),
+        "status": _status(records),
+        "hard_vote_accuracy": _mean(ok, "hard_vote_accuracy"),
+        "best_head_accuracy": _mean(ok, "best_head_accuracy"),
+        "last_head_accuracy": _mean(ok, "last_head_accuracy"),
+        "train_seconds": _mean(records, "train_seconds"),
+        "train_samples_per_s": _mean(records, "train_samples_per_s"),
+        "eval_samples_per_s": _mean(records, "eval_samples_per_s"),
+        "params": records[0].get("params"),
+        "flops_per_sample": records[0].get("flops_per_sample"),
+    }
+
+
+def _by_seed(records: list[dict]) -> dict[int, float]:
+    return {r["seed"]: r["accuracy"] for r in records if r["status"] == "ok"}
+
+
+def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]:
+    claims = []
+    for pair in table.pairs:
+        base = groups.get((dataset, pair.name, preset), [])
+        se = groups.get((dataset, pair.se_name, preset), [])
+        if not base or not se:
+            continue
+        paper = table.paper
+        paper_gain = None
+        if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(pair.name, {}):
+            paper_gain = paper[pair.se_name][dataset] - paper[pair.name][dataset]
+        gain = stats.paired_difference(_by_seed(se), _by_seed(base))
+        claim = {
+            "dataset": dataset, "pair": pair.name, "preset": preset,
+            "paper_gain": paper_gain, "gain": gain,
+            "verdict": stats.claim_verdict(gain, paper_gain, table.tolerance),
+            "se_over_baseline_train_time": _ratio(_mean(se, "train_seconds"), _mean(base, "train_seconds")),
+        }
+        ensemble = next((v for (d, m, p), v in groups.items()
+                         if d == dataset and p == preset and m.startswith(pair.name + " x")), None)
+        if ensemble:
+            claim["ensemble_model"] = ensemble[0]["model"]
+            claim["se_minus_ensemble"] = stats.paired_difference(_by_seed(se), _by_seed(ensemble))
+            claim["ensemble_over_se_train_time"] = _ratio(
+                _mean(ensemble, "train_seconds"), _mean(se, "train_seconds"))
+        claims.append(claim)
+    return claims
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def build(table: Table, profile: str, records: list[dict]) -> dict:
+    """The whole result document of one table (what `<table>.json` holds)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: r["seed"]):
+        groups[(r["dataset"], r["model"], r["preset"])].append(r)
+    presets = sorted({r["preset"] for r in records if r["preset"]})
+    measured_models = {m for (_, m, _) in groups}
+    rows, claims = [], []
+    for dataset in table.datasets:
+        for model, by_dataset in table.paper.items():
+            if dataset in by_dataset and model not in measured_models:
+                rows.append({"dataset": dataset, "model": model, "kind": "cited", "preset": None,
+                             "paper": by_dataset[dataset], "quoted_from": table.quoted.get(model),
+                             "accuracy": None, "status": "cited, not re-run"})
+        for (d, model, preset), recs in groups.items():
+            if d == dataset:
+                rows.append(_row(table, dataset, model, recs[0]["kind"], preset, recs))
+        for preset in presets:
+            claims += _claims(table, dataset, preset, groups)
+    wall = sum(r["provenance"]["wall_seconds"] for r in records)
+    devices = sorted({r["provenance"]["device"] for r in records})
+    return {
+        "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
+        "presets": {p: vars(PRESETS[p]) for p in presets},
+        "tolerance": table.tolerance, "verdict_rules": stats.__doc__.split("Verdict rules")[1].strip(),
+        "rows": rows, "claims": claims,
+        "data": {r["dataset"]: r.get("data") for r in records},
+        "cells": records,
+        "provenance": {**provenance.environment(), "devices": devices,
+                       "seeds": sorted({r["seed"] for r in records}),
+                       "cell_wall_seconds_total": wall},
+    }
+
+
+def _pct(x: float | None, signed: bool = False) -> str:
+    return "" if x is None else (f"{x:+.2f}" if signed else f"{x:.2f}")
+
+
+def _accuracy_cell(row: dict) -> str:
+    a = row["accuracy"]
+    if a is None:
+        return "cited, not re-run"
+    if not a["n"]:
+        return row["status"]
+    std = f" ± {a['std']:.2f}" if a["std"] is not None else ""
+    return f"{a['mean']:.2f}{std} (n={a['n']})"
+
+
+def _rate(x: float | None) -> str:
+    return "" if x is None else f"{x:,.0f}"
+
+
+def markdown(doc: dict, table: Table) -> str:
+    prov = doc["provenance"]
+    lines = [
+        f"# {doc['title']}",
+        "",
+        f"Profile **{doc['profile']}**, seeds {prov['seeds']}, device {', '.join(prov['devices'])}, "
+        f"git {prov['git_revision']}, torch {prov['versions']['torch']}. "
+        f"Total compute over all cells: {doc['provenance']['cell_wall_seconds_total'] / 60:.1f} min. "
+        f"Accuracies are test accuracy in %, mean ± sample std over seeds. "
+        f"A row counts as reproduced within ±{doc['tolerance']:g} points of the paper.",
+        "",
+    ]
+    for dataset in table.datasets:
+        rows = [r for r in doc["rows"] if r["dataset"] == dataset]
+        if not rows:
+            continue
+        info = doc["data"].get(dataset) or {}
+        lines += [f"## {dataset} (train {info.get('n_train', '?')}, test {info.get('n_test', '?')})", ""]
+        body = [[
+            r["model"] + (f" [{r['quoted_from']}]" if r.get("quoted_from") else ""),
+            r.get("preset") or "",
+            _pct(r["paper"]), _accuracy_cell(r), _pct(r.get("delta"), signed=True),
+            r.get("verdict") or "", r["status"],
+            _rate(r.get("train_samples_per_s")),
+            "" if r.get("train_seconds") is None else f"{r['train_seconds']:.1f}",
+            _rate(r.get("params")),
+        ] for r in rows]
+        lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "Δ", "Verdict", "Status",
+                                          "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
+    if doc["claims"]:
+        lines += ["## Claim: SE beats its baseline", "",
+                  "Gain = SE − baseline on paired seeds, with its 95% t-interval. "
+                  "Cost columns compare training wall time.", ""]
+        body = []
+        for c in doc["claims"]:
+            g = c["gain"]
+            ci = f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g.get("ci95") else ""
+            ens = c.get("se_minus_ensemble")
+            body.append([
+                c["dataset"], c["pair"], c["preset"], _pct(c["paper_gain"], signed=True),
+                f"{_pct(g['mean'], signed=True)}{ci}", c["verdict"],
+                _pct(c["se_over_baseline_train_time"]) + "x" if c["se_over_baseline_train_time"] else "",
+                _pct(ens["mean"], signed=True) if ens else "",
+                _pct(c.get("ensemble_over_se_train_time")) + "x" if c.get("ensemble_over_se_train_time") else "",
+            ])
+        lines += [tabulate(body, headers=["Data set", "Pair", "Preset", "Paper gain", "Our gain [95% CI]",
+                                          "Verdict", "SE / baseline train time", "SE − independent ens.",
+                                          "Independent ens. / SE train time"], tablefmt="github"), ""]
+    head_rows = [r for r in doc["rows"] if r.get("best_head_accuracy") is not None and r["kind"] != "baseline"]
+    if head_rows:
+        lines += ["## Does voting beat any single head?", "",
+                  "Soft vote (the paper's rule), hard vote, the best single head (chosen on test, so an "
+                  "optimistic bound) and the last head alone (the DSN-style reading).", ""]
+        body = [[r["dataset"], r["model"], r["preset"], _pct(r["accuracy"]["mean"]), _pct(r["hard_vote_accuracy"]),
+                 _pct(r["best_head_accuracy"]), _pct(r["last_head_accuracy"])] for r in head_rows]
+        lines += [tabulate(body, headers=["Data set", "Model", "Preset", "Soft vote", "Hard vote",
+                                          "Best head", "Last head"], tablefmt="github"), ""]
+    lines += ["## Settings", ""]
+    for name, preset in doc["presets"].items():
+        lines.append(f"- Preset `{name}`: Adam, lr {preset['lr0']:g} → {preset['lr_min']:g} "
+                     f"exponential per step; {preset['why']}.")
+    profile = table.profiles[doc["profile"]]
+    lines.append(f"- Profile `{profile.name}`: {profile.description}")
+    for pair in table.pairs:
+        lines.append(f"- {pair.name}: backbone `{pair.backbone}` {dict(pair.options)}"
+                     + (f", per data set {dict(pair.dataset_options)}" if pair.dataset_options else "")
+                     + f"; SE puts {pair.heads_per_tap} heads on every tap.")
+    for dataset, info in doc["data"].items():
+        if info and info.get("split"):
+            lines.append(f"- {dataset}: {info['split']}")
+    lines += [f"- {note}" for note in table.notes]
+    lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split()), ""]
+    return "\n".join(lines)
+
+
+def write(table: Table, profile: str, records: list[dict], out: Path) -> tuple[Path, Path]:
+    doc = build(table, profile, records)
+    out = Path(out)
+    json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
+    write_json_atomic(json_path, doc)
+    md_path.write_text(markdown(doc, table))
+    return md_path, json_path

@@ -1,0 +1,239 @@
+"""Run a table: plan its cells, skip finished ones, train/evaluate the rest, record everything."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from sharens import provenance
+from sharens.backbones import build_backbone
+from sharens.benchmark import Pair, Profile, Table
+from sharens.cells import Cell, CellStore
+from sharens.classic import build_classic
+from sharens.data import Dataset, load_dataset
+from sharens.ensemble import SharingEnsemble
+from sharens.training import get_preset, predict_logits, train
+from sharens.voting import head_accuracies, predict
+
+SUBSET_SEED = 0  # smoke/quick slices are the same for every seed and model
+CPU = torch.device("cpu")
+
+
+@dataclass
+class DeviceData:
+    """One data set's split, possibly sliced by the profile, as tensors on the device."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    x_train_np: np.ndarray  # scikit-learn models read these
+    y_train_np: np.ndarray
+    x_test_np: np.ndarray
+    y_test_np: np.ndarray
+    info: dict
+
+
+def _slice(n: int, keep: int | None) -> np.ndarray:
+    if keep is None or keep >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(n)[:keep])
+
+
+def prepare(dataset: Dataset, profile: Profile, device: torch.device) -> DeviceData:
+    tr, te = _slice(len(dataset.y_train), profile.train_subset), _slice(len(dataset.y_test), profile.test_subset)
+    xs = [dataset.x_train[tr], dataset.y_train[tr], dataset.x_test[te], dataset.y_test[te]]
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in xs]
+    info = {**dataset.info, "n_train": len(tr), "n_test": len(te)}
+    return DeviceData(dataset.name, *tensors, len(dataset.classes), *xs, info=info)
+
+
+def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str]) -> list[Cell]:
+    """Every cell of the table, in the order they run (cheap rows first per data set)."""
+    cells = []
+    for dataset in datasets:
+        for seed in range(seeds):
+            for classic in table.classic:
+                cfg = {"estimator": classic.estimator, "forest_trees": profile.forest_trees, **_data_config(profile)}
+                cells.append(Cell(table.id, dataset, classic.name, "classic", None, seed, cfg))
+            for preset in presets:
+                for pair in table.pairs:
+                    base = {
+                        "pair": pair.name, "backbone": pair.backbone, "options": pair.options_for(dataset),
+                        "epochs": profile.epochs_for(dataset), "batch_size": table.batch_size,
+                        "preset": vars(get_preset(preset)), **_data_config(profile),
+                    }
+                    se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
+                    cells.append(Cell(table.id, dataset, pair.name, "baseline", preset, seed, base))
+                    cells.append(Cell(table.id, dataset, pair.se_name, "se", preset, seed, se))
+                    k = min(pair.independent_ensemble, profile.ensemble_size) if pair.independent_ensemble else 0
+                    if k:
+                        cells.append(Cell(table.id, dataset, pair.ensemble_name(k), "independent",
+                                          preset, seed, {**base, "members": k}))
+    return cells
+
+
+def _data_config(profile: Profile) -> dict:
+    return {"train_subset": profile.train_subset, "test_subset": profile.test_subset}
+
+
+def flops_per_sample(model: torch.nn.Module, x: torch.Tensor) -> float | None:
+    """Forward FLOPs per sample as torch's flop counter sees them (ops it knows)."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x[:2])
+    return counter.get_total_flops() / 2 or None
+
+
+def _accuracy(predictions: torch.Tensor, targets: torch.Tensor) -> float:
+    return 100.0 * (predictions == targets).float().mean().item()
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _train_one(pair: Pair, se: bool, data: DeviceData, table: Table, profile: Profile,
+               preset: str, seed: int, desc: str):
+    torch.manual_seed(seed)
+    backbone = build_backbone(pair.backbone, data.x_train.shape[1], **pair.options_for(data.name))
+    if se:
+        model = SharingEnsemble(backbone, data.num_classes, pair.heads_per_tap, tap_weights=pair.tap_weights)
+    else:
+        model = SharingEnsemble.baseline(backbone, data.num_classes)
+    model.to(data.x_train.device)
+    result = train(model, data.x_train, data.y_train, preset=get_preset(preset), epochs=profile.epochs_for(data.name),
+                   batch_size=table.batch_size, seed=seed, desc=desc)
+    start = time.perf_counter()
+    logits = predict_logits(model, data.x_test)
+    if data.x_test.device.type == "cuda":
+        torch.cuda.synchronize()
+    eval_seconds = time.perf_counter() - start
+    return model, result, logits, eval_seconds
+
+
+def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) -> dict:
+    pair = next(p for p in table.pairs if p.name == cell.config["pair"])
+    members = cell.config.get("members", 1)
+    runs = [
+        _train_one(pair, cell.kind == "se", data, table, profile, cell.preset,
+                   cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}")
+        for k in range(members)
+    ]
+    model = runs[0][0]
+    diverged = [r.diverged_at_step for _, r, _, _ in runs if r.diverged_at_step is not None]
+    train_seconds = sum(r.seconds for _, r, _, _ in runs)
+    eval_seconds = sum(e for *_, e in runs)
+    record = {
+        "status": "diverged" if diverged else "ok",
+        "diverged_at_step": diverged[0] if diverged else None,
+        "params": sum(p.numel() for p in model.parameters()) * members,
+        "flops_per_sample": (flops_per_sample(model, data.x_test) or 0) * members or None,
+        "train_seconds": train_seconds,
+        "train_samples_per_s": sum(r.samples for _, r, _, _ in runs) / train_seconds if train_seconds else None,
+        "eval_samples_per_s": members * len(data.y_test) / eval_seconds if eval_seconds else None,
+        "steps": runs[0][1].steps,
+        "final_loss": _finite(runs[0][1].final_loss),
+    }
+    if diverged:
+        return record
+    # Independent ensemble: each member's single head becomes one voter.
+    logits = torch.cat([lg for *_, lg, _ in runs], dim=1)
+    heads = head_accuracies(logits, data.y_test)
+    record.update(
+        accuracy=_accuracy(predict(logits, "soft"), data.y_test),
+        hard_vote_accuracy=_accuracy(predict(logits, "hard"), data.y_test),
+        head_accuracies=[100.0 * a for a in heads.tolist()],
+        head_names=model.head_names if members == 1 else [f"member{k}" for k in range(members)],
+        last_head_accuracy=100.0 * heads[-1].item(),
+        best_head_accuracy=100.0 * heads.max().item(),
+    )
+    return record
+
+
+def _classic_cell(cell: Cell, profile: Profile, data: DeviceData) -> dict:
+    estimator = build_classic(cell.config["estimator"], cell.seed, profile.forest_trees)
+    start = time.perf_counter()
+    estimator.fit(data.x_train_np, data.y_train_np)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    predictions = estimator.predict(data.x_test_np)
+    eval_seconds = time.perf_counter() - start
+    return {
+        "status": "ok",
+        "accuracy": 100.0 * float(np.mean(predictions == data.y_test_np)),
+        "train_seconds": train_seconds,
+        "train_samples_per_s": len(data.y_train_np) / train_seconds,
+        "eval_samples_per_s": len(data.y_test_np) / eval_seconds,
+    }
+
+
+def run_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData, device: torch.device) -> dict:
+    """Train and evaluate one cell; return its full record (results + provenance)."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    start = time.perf_counter()
+    if cell.kind == "classic":
+        result = _classic_cell(cell, profile, data)
+    else:
+        result = _network_cell(cell, table, profile, data)
+    return {
+        "table": cell.table, "dataset": cell.dataset, "model": cell.model, "kind": cell.kind,
+        "preset": cell.preset, "seed": cell.seed, "profile": profile.name,
+        "n_train": data.info["n_train"], "n_test": data.info["n_test"], "data": data.info,
+        "config": cell.config, "config_hash": cell.config_hash,
+        **result,
+        "provenance": {
+            **provenance.environment(), "device": provenance.device_name(device),
+            "started_utc": started, "wall_seconds": time.perf_counter() - start,
+        },
+    }
+
+
+def run_table(
+    table: Table,
+    profile_name: str,
+    *,
+    out: Path,
+    seeds: int | None = None,
+    presets: list[str] = ("tuned",),
+    device: torch.device = CPU,
+    data_root: Path | None = None,
+    force: bool = False,
+    datasets: list[str] | None = None,
+) -> tuple[list[dict], list[str]]:
+    """Run (or resume) every cell of `table`; return (records, errors).
+
+    Finished cells are saved as they complete and skipped on a rerun unless
+    `force`; a cell that raises is reported in `errors` and the run goes on.
+    """
+    profile = table.profile(profile_name)
+    for preset in presets:
+        get_preset(preset)  # fail before any work on a typo
+    datasets = list(datasets or table.datasets)
+    cells = plan(table, profile, seeds or profile.seeds, list(presets), datasets)
+    store = CellStore(out, table.id, profile.name)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    records, errors, loaded = [], [], {}
+    for cell in tqdm(cells, desc=table.id, disable=None):
+        record = None if force else store.load(cell)
+        if record is None:
+            if cell.dataset not in loaded:
+                loaded[cell.dataset] = prepare(load_dataset(cell.dataset, data_root), profile, device)
+            try:
+                record = run_cell(cell, table, profile, loaded[cell.dataset], device)
+            except Exception as exc:  # one broken cell must not lose the others
+                errors.append(f"{cell.dataset} / {cell.model} / seed {cell.seed}: {type(exc).__name__}: {exc}")
+                continue
+            store.save(cell, record)
+        records.append(record)
+    return records, errors

@@ -1,0 +1,131 @@
+"""The SE maths: fused heads, weighted loss, voting rules, baseline construction."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sharens.backbones import DeepLSTM, PyramidDNN, build_backbone, pyramid_widths
+from sharens.ensemble import FusedHeads, SharingEnsemble
+from sharens.voting import hard_vote, head_accuracies, predict, soft_vote
+
+
+def test_fused_heads_equal_separate_linear_layers():
+    torch.manual_seed(0)
+    linears = [nn.Linear(12, 4) for _ in range(5)]
+    fused = FusedHeads.from_linears(linears)
+    x = torch.randn(7, 3, 4)  # a tap with a non-flat activation
+    separate = torch.stack([lin(x.flatten(1)) for lin in linears], dim=1)
+    torch.testing.assert_close(fused(x), separate, rtol=0, atol=1e-6)
+
+
+def test_fused_heads_gradients_equal_separate_layers():
+    torch.manual_seed(0)
+    linears = [nn.Linear(6, 3) for _ in range(4)]
+    fused = FusedHeads.from_linears(linears)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    sum(F.cross_entropy(lin(x), y) for lin in linears).backward()
+    F.cross_entropy(fused(x).reshape(-1, 3), y.repeat_interleave(4), reduction="sum").div(8).backward()
+    torch.testing.assert_close(fused.weight.grad, torch.cat([lin.weight.grad for lin in linears]))
+
+
+def test_fused_heads_init_like_nn_linear():
+    torch.manual_seed(0)
+    heads = FusedHeads(400, 10, 5)
+    bound = 1 / math.sqrt(400)
+    assert heads.weight.abs().max() <= bound and heads.bias.abs().max() <= bound
+    assert heads.weight.std() > bound / 3  # not a degenerate init
+
+
+def _se(**kw):
+    torch.manual_seed(0)
+    return SharingEnsemble(PyramidDNN(8, pyramid_widths(32, 8)), num_classes=3, **kw)
+
+
+def test_heads_per_tap_and_names():
+    model = _se(heads_per_tap=5)
+    assert model.taps == ["L2", "L4", "L6", "L8"]
+    assert len(model.head_names) == 20 and model.head_names[0] == "L2/h0"
+    assert model(torch.randn(4, 8)).shape == (4, 20, 3)
+
+
+def test_baseline_is_one_head_on_the_last_tap():
+    torch.manual_seed(0)
+    base = SharingEnsemble.baseline(PyramidDNN(8, pyramid_widths(32, 8)), 3)
+    assert base.taps == ["L8"] and base(torch.randn(4, 8)).shape == (4, 1, 3)
+
+
+def test_loss_is_weighted_sum_of_head_cross_entropies():
+    model = _se(heads_per_tap=2, tap_weights={"L2": 0.0, "L8": 3.0})
+    logits, y = torch.randn(6, 8, 3), torch.randint(0, 3, (6,))
+    expected = sum(
+        w * F.cross_entropy(logits[:, h], y)
+        for h, w in enumerate([0, 0, 1, 1, 1, 1, 3, 3])
+    )
+    torch.testing.assert_close(model.loss(logits, y), torch.as_tensor(expected, dtype=torch.float32))
+
+
+def test_zero_tap_weight_gives_that_tap_no_gradient():
+    model = _se(heads_per_tap=2, tap_weights={"L2": 0.0})
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    model.loss(model(x), y).backward()
+    assert model.heads["L2"].weight.grad.abs().max() == 0
+    assert model.heads["L4"].weight.grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"taps": ["L3"]}, "not in the backbone"),
+    ({"heads_per_tap": 0}, "heads_per_tap"),
+    ({"taps": ["L8"], "tap_weights": {"L2": 1.0}}, "without heads"),
+])
+def test_impossible_configurations_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        _se(**kw)
+
+
+def test_soft_vote_is_weighted_mean_of_probabilities():
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    p = logits.softmax(-1)[0]
+    torch.testing.assert_close(soft_vote(logits, torch.ones(3))[0], p.sum(0))
+    # One confident head outvotes two lukewarm ones under soft voting...
+    assert predict(logits, "soft").item() == 0
+    # ...but loses a majority vote.
+    assert predict(logits, "hard").item() == 1
+    torch.testing.assert_close(hard_vote(logits, torch.ones(3))[0], torch.tensor([1.0, 2.0]))
+
+
+def test_accuracy_weighted_vote_follows_the_accurate_heads():
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
+    assert predict(logits, "accuracy", torch.tensor([1.0, 0.1, 0.1])).item() == 0
+    assert predict(logits, "accuracy", torch.tensor([0.1, 1.0, 1.0])).item() == 1
+    with pytest.raises(ValueError, match="needs weights"):
+        predict(logits, "accuracy")
+    with pytest.raises(ValueError, match="unknown voting rule"):
+        predict(logits, "median")
+
+
+def test_head_accuracies():
+    logits = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]])
+    torch.testing.assert_close(head_accuracies(logits, torch.tensor([0, 0])), torch.tensor([1.0, 0.5]))
+
+
+def test_pyramid_widths_shrink_by_sqrt2():
+    assert pyramid_widths(256, 8) == [256, 181, 128, 91, 64, 45, 32, 23]
+
+
+def test_deep_lstm_taps_every_layer_on_6x500_rows():
+    lstm = DeepLSTM(3000, steps=6, hidden=16, layers=3)
+    taps = lstm(torch.randn(2, 3000))
+    assert list(taps) == ["lstm1", "lstm2", "lstm3"]
+    assert all(t.flatten(1).shape[1] == lstm.tap_features[n] == 96 for n, t in taps.items())
+    with pytest.raises(ValueError, match="equal steps"):
+        DeepLSTM(3001, steps=6, hidden=4, layers=1)
+
+
+def test_mlp_taps_after_each_hidden_layer():
+    mlp = build_backbone("mlp", 16, widths=(70, 50))
+    assert mlp.tap_features == {"L1": 70, "L2": 50}
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_backbone("transformer", 16)

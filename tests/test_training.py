@@ -1,0 +1,79 @@
+"""The training loop: determinism, learning at all, divergence detection; statistics and verdicts."""
+
+import torch
+
+from sharens import stats
+from sharens.backbones import build_backbone
+from sharens.ensemble import SharingEnsemble
+from sharens.training import PRESETS, Preset, predict_logits, train
+
+
+def _task(seed=0, n=512):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 10, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return x, y
+
+
+def _fit(seed, preset=PRESETS["tuned"], backbone="pyramid_dnn", **options):
+    torch.manual_seed(seed)
+    options = options or {"first_width": 32, "depth": 4}
+    model = SharingEnsemble(build_backbone(backbone, 10, **options), 2, heads_per_tap=3)
+    x, y = _task()
+    result = train(model, x, y, preset=preset, epochs=20, batch_size=64, seed=seed)
+    return model, result, x, y
+
+
+def test_same_seed_gives_bit_identical_model_and_logits():
+    a, ra, x, _ = _fit(3)
+    b, rb, _, _ = _fit(3)
+    assert torch.equal(predict_logits(a, x), predict_logits(b, x))
+    assert ra.final_loss == rb.final_loss and ra.steps == rb.steps == 160
+
+
+def test_different_seeds_differ():
+    a, *_ = _fit(1)
+    b, _, x, _ = _fit(2)
+    assert not torch.equal(predict_logits(a, x), predict_logits(b, x))
+
+
+def test_training_learns_an_easy_task():
+    model, result, x, y = _fit(0)
+    assert result.diverged_at_step is None
+    accuracy = (predict_logits(model, x).argmax(-1) == y[:, None]).float().mean()
+    assert accuracy > 0.9
+
+
+def test_exploding_loss_is_reported_with_its_step():
+    blowup = Preset("blowup", lr0=1e6, lr_min=1e5, why="test")
+    _, result, _, _ = _fit(0, preset=blowup, backbone="mlp", widths=(32, 32))
+    assert result.diverged_at_step is not None and 0 < result.diverged_at_step <= 160
+
+
+def test_summary_and_t_interval():
+    s = stats.summarize([1.0, 2.0, 3.0])
+    assert s == {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
+    low, high = stats.t_interval([1.0, 2.0, 3.0])
+    assert abs(high - 2.0 - 4.302652729911275 / 3**0.5) < 1e-9 and low < 2.0
+    assert stats.t_interval([1.0]) is None
+
+
+def test_row_verdicts():
+    assert stats.row_verdict([95.0, 95.4], 95.7, 1.0) == stats.REPRODUCED
+    assert stats.row_verdict([90.0, 90.1, 90.2], 95.7, 1.0) == stats.NOT_REPRODUCED
+    assert stats.row_verdict([90.0, 99.0], 95.7, 1.0) == stats.INCONCLUSIVE  # too spread out
+    assert stats.row_verdict([90.0], 95.7, 1.0) == stats.INCONCLUSIVE  # one seed cannot rule out
+    assert stats.row_verdict([90.0], None, 1.0) is None
+
+
+def test_claim_verdicts_on_paired_seeds():
+    base = {0: 80.0, 1: 81.0, 2: 79.0}
+    better = stats.paired_difference({0: 81.0, 1: 82.2, 2: 80.1}, base)
+    assert better["n"] == 3 and better["ci95"][0] > 0
+    assert stats.claim_verdict(better, 1.2, 1.0) == stats.REPRODUCED
+    worse = stats.paired_difference({0: 79.0, 1: 79.8, 2: 78.1}, base)
+    assert stats.claim_verdict(worse, 1.2, 1.0) == stats.NOT_REPRODUCED
+    noisy = stats.paired_difference({0: 83.0, 1: 78.0, 2: 80.0}, base)
+    assert stats.claim_verdict(noisy, 1.2, 1.0) == stats.INCONCLUSIVE
+    # Only seeds both sides have are paired.
+    assert stats.paired_difference({0: 1.0, 5: 2.0}, base)["n"] == 1
