@@ -2,7 +2,7 @@
 
 from sharens.benchmark import Classic, Pair, Table, standard_profiles
 
-GCFOREST = "gcForest paper [38]"
+GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 
 TABLE = Table(
     id="table5_semg",

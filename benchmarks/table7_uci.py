@@ -7,7 +7,7 @@ paper's pyramid DNN (its own recipe) and the gcForest MLP shapes.
 
 from sharens.benchmark import Classic, Pair, Table, standard_profiles
 
-GCFOREST = "gcForest paper [38]"
+GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 
 TABLE = Table(
     id="table7_uci",

@@ -119,7 +119,7 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
     return {
         "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
         "presets": {p: vars(PRESETS[p]) for p in presets},
-        "tolerance": table.tolerance, "verdict_rules": stats.__doc__.split("Verdict rules")[1].strip(),
+        "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES,
         "rows": rows, "claims": claims,
         "data": {r["dataset"]: r.get("data") for r in records},
         "cells": records,
@@ -166,7 +166,7 @@ def markdown(doc: dict, table: Table) -> str:
         info = doc["data"].get(dataset) or {}
         lines += [f"## {dataset} (train {info.get('n_train', '?')}, test {info.get('n_test', '?')})", ""]
         body = [[
-            r["model"] + (f" [{r['quoted_from']}]" if r.get("quoted_from") else ""),
+            r["model"] + (f" {r['quoted_from']}" if r.get("quoted_from") else ""),
             r.get("preset") or "",
             _pct(r["paper"]), _accuracy_cell(r), _pct(r.get("delta"), signed=True),
             r.get("verdict") or "", r["status"],
@@ -215,9 +215,12 @@ def markdown(doc: dict, table: Table) -> str:
                      + (f", per data set {dict(pair.dataset_options)}" if pair.dataset_options else "")
                      + f"; SE puts {pair.heads_per_tap} heads on every tap.")
     for dataset, info in doc["data"].items():
-        if info and info.get("split"):
-            lines.append(f"- {dataset}: {info['split']}")
+        split = (info or {}).get("split") or {}
+        if split.get("rule"):
+            lines.append(f"- {dataset} split: {split['rule']}")
     lines += [f"- {note}" for note in table.notes]
+    quoted = sorted({r["quoted_from"] for r in doc["rows"] if r.get("quoted_from")})
+    lines += [f"- {q}: rows marked with it are the paper's quotes of that work, not its own runs." for q in quoted]
     lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split()), ""]
     return "\n".join(lines)
 

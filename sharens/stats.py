@@ -1,14 +1,4 @@
-"""Seeds -> mean +/- std, paired differences with confidence intervals, and verdicts.
-
-Verdict rules (stated in every report):
-- a row is `reproduced` when |our mean - paper| <= tolerance; `not reproduced`
-  when the 95% t-interval of our mean lies wholly outside paper +/- tolerance;
-  otherwise `inconclusive` (too few seeds or too much spread to tell).
-- the claim "SE beats its baseline" is `reproduced` when the 95% t-interval of
-  the paired difference (SE - baseline, same seeds) lies above 0; `not reproduced`
-  when its upper end is at or below 0, or below the paper's own gain minus the
-  tolerance (the gain the paper reports is ruled out); `inconclusive` otherwise.
-"""
+"""Seeds -> mean +/- std, paired differences with confidence intervals, and verdicts."""
 
 from __future__ import annotations
 
@@ -17,6 +7,16 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
+
+VERDICT_RULES = """\
+- a row is `reproduced` when |our mean - paper| <= tolerance; `not reproduced`
+  when the 95% t-interval of our mean lies wholly outside paper +/- tolerance;
+  otherwise `inconclusive` (too few seeds or too much spread to tell).
+- the claim "SE beats its baseline" is `reproduced` when the 95% t-interval of
+  the paired difference (SE - baseline, same seeds) lies above 0; `not reproduced`
+  when its upper end is at or below 0, or below the paper's own gain minus the
+  tolerance (the gain the paper reports is ruled out); `inconclusive` otherwise.
+"""  # stated in every report
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 CONFIDENCE = 0.95

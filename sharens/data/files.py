@@ -1,0 +1,204 @@
+"""The official data files: where they live, their checksums, and how to get them.
+
+Everything downstream trusts these bytes, so each file is checked against its
+published sha256 before use. Hashing is done once per (file, cache): a stamp in
+the cache dir remembers that this exact file (path, size, mtime) was verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pooch
+
+UCI_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases"
+SEMG_ZIP_URL = "https://archive.ics.uci.edu/static/public/313/semg+for+basic+hand+movements.zip"
+SEMG_ZIP_NAME = SEMG_ZIP_URL.rsplit("/", 1)[1]
+SEMG_ZIP_FOLDER = "Database 1"
+
+
+class DataError(Exception):
+    """A data file is missing, corrupt or unknown; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    relpath: str  # under the data root, e.g. "uci/adult.data"
+    sha256: str
+    url: str
+    hint: str  # how to get it by hand
+
+    @property
+    def name(self) -> str:
+        return self.relpath.rsplit("/", 1)[1]
+
+
+def _uci(relpath: str, sha256: str, folder: str, dataset_id: int, title: str) -> DataFile:
+    url = f"{UCI_BASE}/{folder}/{relpath.rsplit('/', 1)[1]}"
+    return DataFile(relpath, sha256, url, f"download {url} (UCI ML repository dataset {dataset_id}, {title})")
+
+
+def _semg(name: str, sha256: str) -> DataFile:
+    return DataFile(f"semg/{name}", sha256, SEMG_ZIP_URL,
+                    f"UCI ML repository dataset 313 (sEMG for Basic Hand movements): "
+                    f"unzip '{SEMG_ZIP_FOLDER}/{name}' from {SEMG_ZIP_URL}")
+
+
+MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
+    _uci("uci/letter-recognition.data", "2b89f3602cf768d3c8355267d2f13f2417809e101fc2b5ceee10db19a60de6e2",
+         "letter-recognition", 59, "Letter Recognition"),
+    _uci("uci/adult.data", "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+         "adult", 2, "Adult"),
+    _uci("uci/adult.test", "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+         "adult", 2, "Adult"),
+    _uci("uci/yeast.data", "7cf61776fc04f527f93bf57a327b863893a1225d82df02d457e8950173218258",
+         "yeast", 110, "Yeast"),
+    _semg("female_1.mat", "d865552d4795381362d388ecc8c6816c96db3ab07a47c96ccf61b962247c0179"),
+    _semg("female_2.mat", "032a67db33a4b686cbd2cf90ef23b3c376599baef8911d1ae509e6df91ab3ff9"),
+    _semg("female_3.mat", "6763e77302473c887e5dffb08dd231070763a07944a15dd7ec673dd8ba4b496d"),
+    _semg("male_1.mat", "4637c7538292a331c30e06d58d8bafc6dfbab15ad1d4954250f19c05a52ae110"),
+    _semg("male_2.mat", "f038709bc1e5bbd427cd378492a6314275b788f5e6a37ed25f154e8ad4e59820"),
+)}
+
+DATASET_FILES: dict[str, tuple[str, ...]] = {
+    "letter": ("uci/letter-recognition.data",),
+    "adult": ("uci/adult.data", "uci/adult.test"),
+    "yeast": ("uci/yeast.data",),
+    "semg": tuple(f"semg/{s}.mat" for s in ("female_1", "female_2", "female_3", "male_1", "male_2")),
+}
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Explicit argument > $SHARENS_DATA > ./datasets."""
+    chosen = root if root is not None else os.environ.get("SHARENS_DATA") or "datasets"
+    return Path(chosen).expanduser().absolute()
+
+
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Explicit argument > $SHARENS_CACHE > ~/.cache/sharens; created if missing."""
+    chosen = cache if cache is not None else os.environ.get("SHARENS_CACHE") or "~/.cache/sharens"
+    path = Path(chosen).expanduser().absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _dataset_of(relpath: str) -> str:
+    return next(d for d, rels in DATASET_FILES.items() if relpath in rels)
+
+
+def _how_to_get(entry: DataFile, root: Path) -> str:
+    return (f"Get it with `python -m sharens download {_dataset_of(entry.relpath)} --data-root {root}`, "
+            f"or by hand: {entry.hint}. The data root comes from --data-root or the SHARENS_DATA "
+            f"environment variable (default ./datasets); it is now {root}.")
+
+
+def verify(relpath: str, root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> Path:
+    """Path of an official file under `root`, after checking its sha256 (DataError if missing or wrong)."""
+    entry = MANIFEST.get(relpath)
+    if entry is None:
+        raise DataError(f"unknown data file {relpath!r}; known: {', '.join(MANIFEST)}")
+    root = data_root(root)
+    path = root / relpath
+    if not path.is_file():
+        raise DataError(f"data file {relpath!r} not found: looked for {path}. {_how_to_get(entry, root)}")
+    stat = path.stat()
+    stamp_key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{entry.sha256}"
+    stamp = cache_dir(cache) / "verified" / hashlib.sha256(stamp_key.encode()).hexdigest()[:32]
+    if stamp.exists():
+        return path
+    found = _sha256(path)
+    if found != entry.sha256:
+        raise DataError(f"data file {relpath!r} at {path} is corrupt or not the official file: "
+                        f"expected sha256 {entry.sha256}, found {found}. Delete it and get it again. "
+                        f"{_how_to_get(entry, root)}")
+    try:
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.write_text(f"{path}\n{entry.sha256}\n")
+    except OSError:
+        pass  # a read-only cache only costs re-hashing next time
+    return path
+
+
+def _is_verified(relpath: str, root: Path) -> bool:
+    try:
+        verify(relpath, root)
+        return True
+    except DataError:
+        return False
+
+
+def download(dataset: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> list[Path]:
+    """Fetch `dataset`'s official files into `root` (skipping ones that already verify); return their paths.
+
+    `base_url` replaces the server (tests use a local one): files are fetched
+    from `base_url/<file name>`, the sEMG zip from `base_url/<zip name>`.
+    """
+    if dataset not in DATASET_FILES:
+        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_FILES)}")
+    root = data_root(root)
+    todo = [MANIFEST[r] for r in DATASET_FILES[dataset] if not _is_verified(r, root)]
+    if todo and dataset == "semg":  # one zip holds all five files; its own hash is not published
+        url = f"{base_url}/{SEMG_ZIP_NAME}" if base_url else SEMG_ZIP_URL
+        with tempfile.TemporaryDirectory() as tmp:
+            _extract_semg(_retrieve(url, None, Path(tmp), SEMG_ZIP_NAME), todo, root)
+    elif todo:
+        for entry in todo:
+            url = f"{base_url}/{entry.name}" if base_url else entry.url
+            _retrieve(url, f"sha256:{entry.sha256}", (root / entry.relpath).parent, entry.name)
+    return [verify(r, root) for r in DATASET_FILES[dataset]]
+
+
+def _retrieve(url: str, known_hash: str | None, folder: Path, fname: str) -> Path:
+    try:
+        return Path(pooch.retrieve(url, known_hash=known_hash, path=folder, fname=fname))
+    except (ValueError, OSError) as exc:  # pooch: ValueError on hash mismatch; requests errors are OSErrors
+        raise DataError(f"download of {url} into {folder} failed: {exc}") from exc
+
+
+def _find_in_zip(zf: zipfile.ZipFile, name: str) -> bytes | None:
+    """Bytes of `Database 1/<name>`, looking inside nested zips too (the UCI bundle may wrap one)."""
+    for member in zf.namelist():
+        if member.endswith(f"{SEMG_ZIP_FOLDER}/{name}"):
+            return zf.read(member)
+    for member in zf.namelist():
+        if member.lower().endswith(".zip"):
+            with zipfile.ZipFile(io.BytesIO(zf.read(member))) as inner:
+                found = _find_in_zip(inner, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _extract_semg(zip_path: Path, entries: list[DataFile], root: Path) -> None:
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"the sEMG download {zip_path.name} is not a zip file: {exc}") from exc
+    with zf:
+        for entry in entries:
+            data = _find_in_zip(zf, entry.name)
+            if data is None:
+                raise DataError(f"'{SEMG_ZIP_FOLDER}/{entry.name}' is not in the sEMG zip {zip_path.name}")
+            found = hashlib.sha256(data).hexdigest()
+            if found != entry.sha256:
+                raise DataError(f"'{SEMG_ZIP_FOLDER}/{entry.name}' in the sEMG zip is not the official file: "
+                                f"expected sha256 {entry.sha256}, found {found}")
+            target = root / entry.relpath
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{entry.name}.part")
+            partial.write_bytes(data)
+            os.replace(partial, target)  # never leave a half-written official file behind
