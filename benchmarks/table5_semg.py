@@ -11,7 +11,7 @@ TABLE = Table(
     pairs=(
         # 8 FC layers 512 ... 45 (sqrt(2) pyramid) on the 3,000 raw samples; taps every 2 layers.
         Pair("DNN", "pyramid_dnn", options={"first_width": 512, "depth": 8, "tap_every": 2},
-             independent_ensemble=5),
+             independent_ensemble=5, weighted_vote_holdout=0.1),
         # Each row as 6 steps x 500 samples; 4 LSTM layers of 128; a tap after each layer.
         Pair("Deep LSTM", "deep_lstm", options={"steps": 6, "hidden": 128, "layers": 4},
              independent_ensemble=5),

@@ -17,7 +17,7 @@ TABLE = Table(
         # 8 FC layers from 256 units shrinking by sqrt(2) (256 ... 23): wide enough for
         # 8-108 input features, narrow enough to train in seconds; taps after L2, L4, L6, L8.
         Pair("DNN", "pyramid_dnn", options={"first_width": 256, "depth": 8, "tap_every": 2},
-             independent_ensemble=5),
+             independent_ensemble=5, weighted_vote_holdout=0.1),
         # gcForest's MLPs (two ReLU layers, per data set); SE adds 5 heads after each layer.
         Pair("MLP (gcForest shape)", "mlp", dataset_options={
             "letter": {"widths": (70, 50)}, "adult": {"widths": (30, 20)}, "yeast": {"widths": (50, 30)},

@@ -26,6 +26,9 @@ class Pair:
     add to them per data set (for example a width that depends on the input).
     `independent_ensemble` = K > 0 adds a row of K soft-voted baselines trained
     from different seeds, the costly alternative SE claims to replace.
+    `weighted_vote_holdout` = f > 0 adds an SE row that holds out a fraction f of
+    train and votes with weights = each head's accuracy there (the paper's
+    suggestion for heads that differ a lot).
     """
 
     name: str
@@ -35,6 +38,11 @@ class Pair:
     heads_per_tap: int = 5
     tap_weights: Mapping[str, float] | None = None
     independent_ensemble: int = 0
+    weighted_vote_holdout: float = 0.0
+
+    def __post_init__(self):
+        if not 0 <= self.weighted_vote_holdout < 1:
+            raise ValueError(f"{self.name}: weighted_vote_holdout must be in [0, 1)")
 
     def options_for(self, dataset: str) -> dict:
         return {**self.options, **self.dataset_options.get(dataset, {})}
@@ -42,6 +50,10 @@ class Pair:
     @property
     def se_name(self) -> str:
         return self.name + SE_SUFFIX
+
+    @property
+    def weighted_name(self) -> str:
+        return self.se_name + " (accuracy-weighted vote)"
 
     def ensemble_name(self, k: int) -> str:
         return self.name + ENSEMBLE_SUFFIX.format(k=k)

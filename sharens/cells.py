@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-KINDS = ("baseline", "se", "independent", "classic")
+KINDS = ("baseline", "se", "se_weighted", "independent", "classic")
 
 
 @dataclass(frozen=True)

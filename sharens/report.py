@@ -198,11 +198,12 @@ def markdown(doc: dict, table: Table) -> str:
     head_rows = [r for r in doc["rows"] if r.get("best_head_accuracy") is not None and r["kind"] != "baseline"]
     if head_rows:
         lines += ["## Does voting beat any single head?", "",
-                  "Soft vote (the paper's rule), hard vote, the best single head (chosen on test, so an "
-                  "optimistic bound) and the last head alone (the DSN-style reading).", ""]
+                  "The row's vote (soft, the paper's rule; accuracy-weighted for the rows that say so), "
+                  "hard vote, the best single head (chosen on test, so an optimistic bound) and the last "
+                  "head alone (the DSN-style reading).", ""]
         body = [[r["dataset"], r["model"], r["preset"], _pct(r["accuracy"]["mean"]), _pct(r["hard_vote_accuracy"]),
                  _pct(r["best_head_accuracy"]), _pct(r["last_head_accuracy"])] for r in head_rows]
-        lines += [tabulate(body, headers=["Data set", "Model", "Preset", "Soft vote", "Hard vote",
+        lines += [tabulate(body, headers=["Data set", "Model", "Preset", "Vote", "Hard vote",
                                           "Best head", "Last head"], tablefmt="github"), ""]
     lines += ["## Settings", ""]
     for name, preset in doc["presets"].items():

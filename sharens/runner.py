@@ -76,6 +76,9 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                     se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
                     cells.append(Cell(table.id, dataset, pair.name, "baseline", preset, seed, base))
                     cells.append(Cell(table.id, dataset, pair.se_name, "se", preset, seed, se))
+                    if pair.weighted_vote_holdout:
+                        cells.append(Cell(table.id, dataset, pair.weighted_name, "se_weighted", preset, seed,
+                                          {**se, "vote_holdout": pair.weighted_vote_holdout}))
                     k = min(pair.independent_ensemble, profile.ensemble_size) if pair.independent_ensemble else 0
                     if k:
                         cells.append(Cell(table.id, dataset, pair.ensemble_name(k), "independent",
@@ -103,16 +106,16 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _train_one(pair: Pair, se: bool, data: DeviceData, table: Table, profile: Profile,
-               preset: str, seed: int, desc: str):
+def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch.Tensor, table: Table,
+               profile: Profile, preset: str, seed: int, desc: str):
     torch.manual_seed(seed)
-    backbone = build_backbone(pair.backbone, data.x_train.shape[1], **pair.options_for(data.name))
+    backbone = build_backbone(pair.backbone, x.shape[1], **pair.options_for(data.name))
     if se:
         model = SharingEnsemble(backbone, data.num_classes, pair.heads_per_tap, tap_weights=pair.tap_weights)
     else:
         model = SharingEnsemble.baseline(backbone, data.num_classes)
-    model.to(data.x_train.device)
-    result = train(model, data.x_train, data.y_train, preset=get_preset(preset), epochs=profile.epochs_for(data.name),
+    model.to(x.device)
+    result = train(model, x, y, preset=get_preset(preset), epochs=profile.epochs_for(data.name),
                    batch_size=table.batch_size, seed=seed, desc=desc)
     start = time.perf_counter()
     logits = predict_logits(model, data.x_test)
@@ -122,12 +125,24 @@ def _train_one(pair: Pair, se: bool, data: DeviceData, table: Table, profile: Pr
     return model, result, logits, eval_seconds
 
 
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit rows, held-out rows) of a train set: a seeded random `fraction` is held out."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held = max(1, round(n * fraction))
+    return order[held:].sort().values, order[:held].sort().values
+
+
 def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) -> dict:
     pair = next(p for p in table.pairs if p.name == cell.config["pair"])
     members = cell.config.get("members", 1)
+    x, y = data.x_train, data.y_train
+    holdout = cell.config.get("vote_holdout")
+    if holdout:  # accuracy-weighted voting: head weights come from rows the model never trains on
+        fit, held = (i.to(x.device) for i in holdout_split(len(y), holdout, cell.seed))
+        x, y, x_held, y_held = x[fit], y[fit], x[held], y[held]
     runs = [
-        _train_one(pair, cell.kind == "se", data, table, profile, cell.preset,
-                   cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}")
+        _train_one(pair, cell.kind in ("se", "se_weighted"), data, x, y, table, profile,
+                   cell.preset, cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}")
         for k in range(members)
     ]
     model = runs[0][0]
@@ -150,8 +165,15 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
     # Independent ensemble: each member's single head becomes one voter.
     logits = torch.cat([lg for *_, lg, _ in runs], dim=1)
     heads = head_accuracies(logits, data.y_test)
+    if holdout:
+        weights = head_accuracies(predict_logits(model, x_held), y_held)
+        record.update(vote_weights=weights.tolist(), n_holdout=len(y_held),
+                      soft_vote_accuracy=_accuracy(predict(logits, "soft"), data.y_test))
+        accuracy = _accuracy(predict(logits, "accuracy", weights), data.y_test)
+    else:
+        accuracy = _accuracy(predict(logits, "soft"), data.y_test)
     record.update(
-        accuracy=_accuracy(predict(logits, "soft"), data.y_test),
+        accuracy=accuracy,
         hard_vote_accuracy=_accuracy(predict(logits, "hard"), data.y_test),
         head_accuracies=[100.0 * a for a in heads.tolist()],
         head_names=model.head_names if members == 1 else [f"member{k}" for k in range(members)],

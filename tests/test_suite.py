@@ -35,7 +35,7 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     table = get_table(table_id)
     assert doc["schema"] == report.SCHEMA and doc["profile"] == "smoke"
     run_rows = [r for r in doc["rows"] if r["kind"] != "cited"]
-    assert {r["kind"] for r in run_rows} == {"baseline", "se", "independent", "classic"}
+    assert {r["kind"] for r in run_rows} == {"baseline", "se", "se_weighted", "independent", "classic"}
     for row in run_rows:
         assert row["accuracy"]["n"] == 2 and row["status"] == "ok"
         assert 0 <= row["accuracy"]["mean"] <= 100 and row["train_samples_per_s"] > 0
@@ -47,6 +47,8 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     se_cell = next(c for c in doc["cells"] if c["kind"] == "se")
     assert len(se_cell["head_accuracies"]) == len(se_cell["head_names"]) > 1
     assert se_cell["flops_per_sample"] > 0 and se_cell["params"] > 0
+    weighted = next(c for c in doc["cells"] if c["kind"] == "se_weighted")
+    assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
     markdown = (smoke_out / f"{table_id}.md").read_text()
     assert "cited, not re-run" in markdown and "Claim: SE beats its baseline" in markdown
 
@@ -78,13 +80,13 @@ def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     survived = {p.name: p.read_bytes() for p in cells.glob("*.json")}
-    assert 5 <= len(survived) < 18, "the kill should land mid-run"
+    assert 5 <= len(survived) < 20, "the kill should land mid-run"
     assert not (tmp_path / "table5_semg.json").exists()
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     finished = {p.name: p.read_bytes() for p in cells.glob("*.json")}
-    assert len(finished) == 18  # 2 seeds x (3 classic + 2 pairs x 3 rows)
+    assert len(finished) == 20  # 2 seeds x (3 classic + 2 pairs x 3 rows + 1 weighted-vote row)
     assert all(finished[name] == data for name, data in survived.items())  # not redone
-    assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 18
+    assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 20
 
 
 def test_diverged_cells_are_marked_and_the_run_goes_on(data_root, tmp_path, monkeypatch):

@@ -77,3 +77,13 @@ def test_claim_verdicts_on_paired_seeds():
     assert stats.claim_verdict(noisy, 1.2, 1.0) == stats.INCONCLUSIVE
     # Only seeds both sides have are paired.
     assert stats.paired_difference({0: 1.0, 5: 2.0}, base)["n"] == 1
+
+
+def test_holdout_split_is_disjoint_seeded_and_sized():
+    from sharens.runner import holdout_split
+
+    fit, held = holdout_split(1000, 0.1, seed=4)
+    assert len(held) == 100 and len(fit) == 900
+    assert not set(fit.tolist()) & set(held.tolist())
+    assert torch.equal(held, holdout_split(1000, 0.1, seed=4)[1])
+    assert not torch.equal(held, holdout_split(1000, 0.1, seed=5)[1])
