@@ -86,6 +86,8 @@ class DeepLSTM(TappedBackbone):
             nn.LSTM(sizes[i], hidden, batch_first=True) for i in range(layers)
         )
         self.tap_features = {f"lstm{i}": steps * hidden for i in range(1, layers + 1)}
+        # torch's flop counter does not see inside nn.LSTM: count its 4 gate matmuls ourselves.
+        self.uncounted_flops = sum(2 * steps * 4 * hidden * (n + hidden) for n in sizes[:-1])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = x.view(-1, self.steps, self.step_features)

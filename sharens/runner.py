@@ -91,11 +91,11 @@ def _data_config(profile: Profile) -> dict:
 
 
 def flops_per_sample(model: torch.nn.Module, x: torch.Tensor) -> float | None:
-    """Forward FLOPs per sample as torch's flop counter sees them (ops it knows)."""
+    """Forward FLOPs per sample: torch's flop counter plus what a backbone declares it cannot see."""
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x[:2])
-    return counter.get_total_flops() / 2 or None
+    return counter.get_total_flops() / 2 + getattr(model.backbone, "uncounted_flops", 0) or None
 
 
 def _accuracy(predictions: torch.Tensor, targets: torch.Tensor) -> float:

@@ -129,3 +129,12 @@ def test_mlp_taps_after_each_hidden_layer():
     assert mlp.tap_features == {"L1": 70, "L2": 50}
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("transformer", 16)
+
+
+def test_flop_count_includes_the_lstm_layers():
+    from sharens.runner import flops_per_sample
+
+    model = SharingEnsemble.baseline(DeepLSTM(60, steps=6, hidden=8, layers=2), 3)
+    head = 2 * 48 * 3
+    lstm = 2 * 6 * 4 * 8 * (10 + 8) + 2 * 6 * 4 * 8 * (8 + 8)
+    assert flops_per_sample(model, torch.randn(2, 60)) == head + lstm
