@@ -95,6 +95,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _row_order(table: Table) -> list[str]:
+    """Paper-only rows, classic models, then each pair's rows, in declaration order."""
+    order = [c.name for c in table.classic]
+    for pair in table.pairs:
+        order += [pair.name, pair.se_name, pair.weighted_name]
+        order += [pair.ensemble_name(k) for k in range(pair.independent_ensemble, 0, -1)]
+    return [m for m in table.paper if m not in order] + order
+
+
 def build(table: Table, profile: str, records: list[dict]) -> dict:
     """The whole result document of one table (what `<table>.json` holds)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -102,6 +111,8 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
         groups[(r["dataset"], r["model"], r["preset"])].append(r)
     presets = sorted({r["preset"] for r in records if r["preset"]})
     measured_models = {m for (_, m, _) in groups}
+    order = _row_order(table)
+    groups = dict(sorted(groups.items(), key=lambda kv: (order.index(kv[0][1]), kv[0][2] or "")))
     rows, claims = [], []
     for dataset in table.datasets:
         for model, by_dataset in table.paper.items():
