@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from sharens import provenance, stats
+from sharens import plots, provenance, stats
 from sharens.benchmark import Table
 from sharens.cells import write_json_atomic
 from sharens.training import PRESETS
@@ -238,9 +238,11 @@ def markdown(doc: dict, table: Table) -> str:
 
 
 def write(table: Table, profile: str, records: list[dict], out: Path) -> tuple[Path, Path]:
+    """Write `<table>.json`, `<table>.png` and `<table>.md` (which shows the PNG) into `out`."""
     doc = build(table, profile, records)
     out = Path(out)
     json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
     write_json_atomic(json_path, doc)
-    md_path.write_text(markdown(doc, table))
+    png = plots.accuracy_figure(doc, out / f"{table.id}.png")
+    md_path.write_text(markdown(doc, table) + f"\n![accuracy per row, ours vs the paper]({png.name})\n")
     return md_path, json_path

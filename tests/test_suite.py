@@ -49,8 +49,10 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     assert se_cell["flops_per_sample"] > 0 and se_cell["params"] > 0
     weighted = next(c for c in doc["cells"] if c["kind"] == "se_weighted")
     assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
+    assert (smoke_out / f"{table_id}.png").read_bytes().startswith(b"\x89PNG")
     markdown = (smoke_out / f"{table_id}.md").read_text()
     assert "cited, not re-run" in markdown and "Claim: SE beats its baseline" in markdown
+    assert f"]({table_id}.png)" in markdown
 
 
 def test_same_seed_same_numbers(smoke_out, data_root, tmp_path):
