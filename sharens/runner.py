@@ -20,7 +20,7 @@ from sharens.cells import Cell, CellStore
 from sharens.classic import build_classic
 from sharens.data import Dataset, load_dataset
 from sharens.ensemble import SharingEnsemble
-from sharens.training import get_preset, predict_logits, train
+from sharens.training import TrainResult, get_preset, predict_logits, train
 from sharens.voting import head_accuracies, predict
 
 SUBSET_SEED = 0  # smoke/quick slices are the same for every seed and model
@@ -106,8 +106,16 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@dataclass
+class Trained:
+    model: SharingEnsemble
+    result: TrainResult
+    test_logits: torch.Tensor
+    eval_seconds: float
+
+
 def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch.Tensor, table: Table,
-               profile: Profile, preset: str, seed: int, desc: str):
+               profile: Profile, preset: str, seed: int, desc: str) -> Trained:
     torch.manual_seed(seed)
     backbone = build_backbone(pair.backbone, x.shape[1], **pair.options_for(data.name))
     if se:
@@ -121,8 +129,7 @@ def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch
     logits = predict_logits(model, data.x_test)
     if data.x_test.device.type == "cuda":
         torch.cuda.synchronize()
-    eval_seconds = time.perf_counter() - start
-    return model, result, logits, eval_seconds
+    return Trained(model, result, logits, time.perf_counter() - start)
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,25 +152,25 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
                    cell.preset, cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}")
         for k in range(members)
     ]
-    model = runs[0][0]
-    diverged = [r.diverged_at_step for _, r, _, _ in runs if r.diverged_at_step is not None]
-    train_seconds = sum(r.seconds for _, r, _, _ in runs)
-    eval_seconds = sum(e for *_, e in runs)
+    model = runs[0].model
+    diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]
+    train_seconds = sum(r.result.seconds for r in runs)
+    eval_seconds = sum(r.eval_seconds for r in runs)
     record = {
         "status": "diverged" if diverged else "ok",
         "diverged_at_step": diverged[0] if diverged else None,
         "params": sum(p.numel() for p in model.parameters()) * members,
         "flops_per_sample": (flops_per_sample(model, data.x_test) or 0) * members or None,
         "train_seconds": train_seconds,
-        "train_samples_per_s": sum(r.samples for _, r, _, _ in runs) / train_seconds if train_seconds else None,
+        "train_samples_per_s": sum(r.result.samples for r in runs) / train_seconds if train_seconds else None,
         "eval_samples_per_s": members * len(data.y_test) / eval_seconds if eval_seconds else None,
-        "steps": runs[0][1].steps,
-        "final_loss": _finite(runs[0][1].final_loss),
+        "steps": runs[0].result.steps,
+        "final_loss": _finite(runs[0].result.final_loss),
     }
     if diverged:
         return record
-    # Independent ensemble: each member's single head becomes one voter.
-    logits = torch.cat([lg for *_, lg, _ in runs], dim=1)
+    # The voters: the heads of one SE model, or each ensemble member's single head.
+    logits = torch.cat([r.test_logits for r in runs], dim=1)
     heads = head_accuracies(logits, data.y_test)
     if holdout:
         weights = head_accuracies(predict_logits(model, x_held), y_held)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from sharens.data.uci import _result, standardize, stratified_split
+from sharens.data.uci import split_result, standardize, stratified_split
 
 SUBJECTS = ("female_1", "female_2", "female_3", "male_1", "male_2")
 GESTURES = ("cyl", "hook", "tip", "palm", "spher", "lat")
@@ -41,4 +41,4 @@ def read_semg(paths: dict[str, Path]) -> dict:
             "preprocessing": f"each {SAMPLES}-sample recording of one channel is a row (models may view it "
                              f"as 6x500); row order subject {SUBJECTS}, gesture, channel, trial; every "
                              "column standardized with train mean/std"}
-    return _result(x_train, y[train], x_test, y[test], GESTURES, info)
+    return split_result(x_train, y[train], x_test, y[test], GESTURES, info)

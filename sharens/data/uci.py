@@ -45,7 +45,7 @@ def counts(y: np.ndarray, classes: tuple[str, ...]) -> dict[str, int]:
     return {c: int(n) for c, n in zip(classes, np.bincount(y, minlength=len(classes)), strict=True)}
 
 
-def _result(x_train, y_train, x_test, y_test, classes, info) -> dict:
+def split_result(x_train, y_train, x_test, y_test, classes, info) -> dict:
     info = {**info, "n_features": int(x_train.shape[1]), "n_train": len(y_train), "n_test": len(y_test),
             "train_class_counts": counts(y_train, classes), "test_class_counts": counts(y_test, classes)}
     return dict(x_train=x_train, y_train=y_train.astype(np.int64), x_test=x_test,
@@ -62,7 +62,7 @@ def read_letter(paths: dict[str, Path]) -> dict:
     info = {"split": {"rule": "file order: first 16,000 rows train, last 4,000 test (Frey & Slate 1991)"},
             "preprocessing": "label = first column letter A..Z; 16 integer features standardized "
                              "with train mean/std"}
-    return _result(x_train, y[:16000], x_test, y[16000:], classes, info)
+    return split_result(x_train, y[:16000], x_test, y[16000:], classes, info)
 
 
 ADULT_COLUMNS = ("age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
@@ -134,7 +134,7 @@ def read_adult(paths: dict[str, Path]) -> dict:
             "per_column_train_test": {c: m for c, m in missing.items() if any(m)},
         },
     }
-    return _result(np.hstack(parts_train), y_train, np.hstack(parts_test), y_test, ADULT_CLASSES, info)
+    return split_result(np.hstack(parts_train), y_train, np.hstack(parts_test), y_test, ADULT_CLASSES, info)
 
 
 YEAST_TEST_SIZE = 446
@@ -150,4 +150,4 @@ def read_yeast(paths: dict[str, Path]) -> dict:
     info = {"split": split,
             "preprocessing": "sequence name dropped; 8 features standardized with train mean/std; "
                              "classes sorted by name"}
-    return _result(x_train, y[train], x_test, y[test], tuple(str(c) for c in classes), info)
+    return split_result(x_train, y[train], x_test, y[test], tuple(str(c) for c in classes), info)
