@@ -126,6 +126,9 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
         for preset in presets:
             claims += _claims(table, dataset, preset, groups)
     wall = sum(r["provenance"]["wall_seconds"] for r in records)
+    by_preset = defaultdict(float)
+    for r in records:
+        by_preset[r["preset"] or "classic"] += r["provenance"]["wall_seconds"]
     devices = sorted({r["provenance"]["device"] for r in records})
     return {
         "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
@@ -136,7 +139,8 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
         "cells": records,
         "provenance": {**provenance.environment(), "devices": devices,
                        "seeds": sorted({r["seed"] for r in records}),
-                       "cell_wall_seconds_total": wall},
+                       "cell_wall_seconds_total": wall,
+                       "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
     }
 
 
@@ -165,7 +169,8 @@ def markdown(doc: dict, table: Table) -> str:
         "",
         f"Profile **{doc['profile']}**, seeds {prov['seeds']}, device {', '.join(prov['devices'])}, "
         f"git {prov['git_revision']}, torch {prov['versions']['torch']}. "
-        f"Total compute over all cells: {doc['provenance']['cell_wall_seconds_total'] / 60:.1f} min. "
+        f"Compute, summed over cells: {prov['cell_wall_seconds_total'] / 60:.1f} min ("
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in prov["cell_wall_seconds_by_preset"].items()) + "). "
         f"Accuracies are test accuracy in %, mean ± sample std over seeds. "
         f"A row counts as reproduced within ±{doc['tolerance']:g} points of the paper.",
         "",
@@ -211,7 +216,8 @@ def markdown(doc: dict, table: Table) -> str:
         lines += ["## Does voting beat any single head?", "",
                   "The row's vote (soft, the paper's rule; accuracy-weighted for the rows that say so), "
                   "hard vote, the best single head (chosen on test, so an optimistic bound) and the last "
-                  "head alone (the DSN-style reading).", ""]
+                  "head alone (the DSN-style reading). For an independent ensemble a 'head' is one member "
+                  "network.", ""]
         body = [[r["dataset"], r["model"], r["preset"], _pct(r["accuracy"]["mean"]), _pct(r["hard_vote_accuracy"]),
                  _pct(r["best_head_accuracy"]), _pct(r["last_head_accuracy"])] for r in head_rows]
         lines += [tabulate(body, headers=["Data set", "Model", "Preset", "Vote", "Hard vote",
