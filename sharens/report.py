@@ -139,6 +139,7 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
         "cells": records,
         "provenance": {**provenance.environment(), "devices": devices,
                        "seeds": sorted({r["seed"] for r in records}),
+                       "cell_git_revisions": sorted({str(r["provenance"]["git_revision"]) for r in records}),
                        "cell_wall_seconds_total": wall,
                        "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
     }
@@ -168,7 +169,8 @@ def markdown(doc: dict, table: Table) -> str:
         f"# {doc['title']}",
         "",
         f"Profile **{doc['profile']}**, seeds {prov['seeds']}, device {', '.join(prov['devices'])}, "
-        f"git {prov['git_revision']}, torch {prov['versions']['torch']}. "
+        f"cells run at git {', '.join(g[:12] for g in prov['cell_git_revisions'])}, "
+        f"torch {prov['versions']['torch']}. "
         f"Compute, summed over cells: {prov['cell_wall_seconds_total'] / 60:.1f} min ("
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in prov["cell_wall_seconds_by_preset"].items()) + "). "
         f"Accuracies are test accuracy in %, mean ± sample std over seeds. "
