@@ -169,7 +169,7 @@ def markdown(doc: dict, table: Table) -> str:
         f"# {doc['title']}",
         "",
         f"Profile **{doc['profile']}**, seeds {prov['seeds']}, device {', '.join(prov['devices'])}, "
-        f"cells run at git {', '.join(g[:12] for g in prov['cell_git_revisions'])}, "
+        f"cells run at git {', '.join(g[:12] + g[40:] for g in prov['cell_git_revisions'])}, "
         f"torch {prov['versions']['torch']}. "
         f"Compute, summed over cells: {prov['cell_wall_seconds_total'] / 60:.1f} min ("
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in prov["cell_wall_seconds_by_preset"].items()) + "). "
