@@ -112,7 +112,7 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
     presets = sorted({r["preset"] for r in records if r["preset"]})
     measured_models = {m for (_, m, _) in groups}
     order = _row_order(table)
-    groups = dict(sorted(groups.items(), key=lambda kv: (order.index(kv[0][1]), kv[0][2] or "")))
+    groups = dict(sorted(groups.items(), key=lambda kv: (kv[0][2] or "", order.index(kv[0][1]))))
     rows, claims = [], []
     for dataset in table.datasets:
         for model, by_dataset in table.paper.items():
