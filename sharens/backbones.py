@@ -20,14 +20,19 @@ def pyramid_widths(first: int, depth: int, shrink: float = math.sqrt(2)) -> list
     return [max(1, round(first / shrink**i)) for i in range(depth)]
 
 
+def _flat(input_shape: Sequence[int]) -> int:
+    return math.prod(input_shape)
+
+
 class PyramidDNN(TappedBackbone):
     """Fully connected layers, each FC -> batch norm -> leaky ReLU (paper section 1).
 
-    Taps after every `tap_every`-th layer, and always after the last one.
+    The input is flattened. Taps after every `tap_every`-th layer, and always after the last one.
     """
 
-    def __init__(self, in_features: int, widths: Sequence[int], tap_every: int = 2):
+    def __init__(self, input_shape: Sequence[int], widths: Sequence[int], tap_every: int = 2):
         super().__init__()
+        in_features = _flat(input_shape)
         self.layers = nn.ModuleList()
         self.tap_features = {}
         self._tap_after = set()
@@ -42,6 +47,7 @@ class PyramidDNN(TappedBackbone):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         taps = {}
+        x = x.flatten(1)
         for i, layer in enumerate(self.layers, start=1):
             x = layer(x)
             if i in self._tap_after:
@@ -52,8 +58,9 @@ class PyramidDNN(TappedBackbone):
 class MLP(TappedBackbone):
     """The gcForest paper's MLP baselines: FC -> ReLU layers (e.g. 70-50), a tap after each."""
 
-    def __init__(self, in_features: int, widths: Sequence[int]):
+    def __init__(self, input_shape: Sequence[int], widths: Sequence[int]):
         super().__init__()
+        in_features = _flat(input_shape)
         self.layers = nn.ModuleList()
         self.tap_features = {}
         for i, width in enumerate(widths, start=1):
@@ -63,6 +70,7 @@ class MLP(TappedBackbone):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         taps = {}
+        x = x.flatten(1)
         for i, layer in enumerate(self.layers, start=1):
             x = layer(x)
             taps[f"L{i}"] = x
@@ -70,41 +78,110 @@ class MLP(TappedBackbone):
 
 
 class DeepLSTM(TappedBackbone):
-    """Stacked LSTM layers over a row reshaped to (steps, features); a tap after each layer.
+    """Stacked LSTM layers; a tap after each layer.
 
-    A tap is the layer's whole output sequence, flattened, so a head sees every
-    step (the sEMG protocol: 3,000 samples as 6 steps x 500).
+    Numeric rows are reshaped to (steps, features) (the sEMG protocol: 3,000
+    samples as 6 steps x 500); token rows (`vocab_size` given) go through a
+    learned `embed_dim` embedding, one step per token. `readout` says what a tap
+    is: the layer's whole output sequence, flattened ("sequence"), or its state
+    after the last step ("last", the usual reading of a text LSTM).
     """
 
-    def __init__(self, in_features: int, steps: int, hidden: int, layers: int):
+    def __init__(self, input_shape: Sequence[int], hidden: int, layers: int, steps: int | None = None,
+                 vocab_size: int | None = None, embed_dim: int = 100, readout: str = "sequence"):
         super().__init__()
-        if in_features % steps:
-            raise ValueError(f"{in_features} inputs do not split into {steps} equal steps")
-        self.steps, self.step_features = steps, in_features // steps
+        if readout not in ("sequence", "last"):
+            raise ValueError(f"readout must be 'sequence' or 'last', got {readout!r}")
+        length = _flat(input_shape)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if vocab_size else None
+        if self.embedding is not None:
+            self.steps, self.step_features = length, embed_dim
+        elif not steps or length % steps:
+            raise ValueError(f"{length} inputs do not split into {steps} equal steps")
+        else:
+            self.steps, self.step_features = steps, length // steps
+        self.readout = readout
         sizes = [self.step_features] + [hidden] * layers
         self.layers = nn.ModuleList(
             nn.LSTM(sizes[i], hidden, batch_first=True) for i in range(layers)
         )
-        self.tap_features = {f"lstm{i}": steps * hidden for i in range(1, layers + 1)}
+        tap_width = hidden * (self.steps if readout == "sequence" else 1)
+        self.tap_features = {f"lstm{i}": tap_width for i in range(1, layers + 1)}
         # torch's flop counter does not see inside nn.LSTM: count its 4 gate matmuls ourselves.
-        self.uncounted_flops = sum(2 * steps * 4 * hidden * (n + hidden) for n in sizes[:-1])
+        self.uncounted_flops = sum(2 * self.steps * 4 * hidden * (n + hidden) for n in sizes[:-1])
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = x.view(-1, self.steps, self.step_features)
+        if self.embedding is not None:
+            x = self.embedding(x)
+        else:
+            x = x.view(-1, self.steps, self.step_features)
         taps = {}
         for i, layer in enumerate(self.layers, start=1):
             x, _ = layer(x)
-            taps[f"lstm{i}"] = x
+            taps[f"lstm{i}"] = x if self.readout == "sequence" else x[:, -1]
         return taps
 
 
-BACKBONES = {"pyramid_dnn": PyramidDNN, "mlp": MLP, "deep_lstm": DeepLSTM}
+class ConvNet(TappedBackbone):
+    """Convolutions (kernel 3, "same" padding) -> batch norm -> leaky ReLU; stride 2 instead of pooling.
+
+    `layers` is a list of (channels, stride), one per layer; taps after every
+    `tap_every`-th layer and the last. `dims` = 1 convolves along a sequence,
+    2 over an image. Inputs: token ids when `vocab_size` is given (embedded,
+    then 1-D over tokens, embedding dims as channels); else an image
+    (channels, H, W), or a matrix (H, W) that is read as one channel (MFCCs).
+    `activation` = "tanh" is the Figure 2 variant; `batch_norm` = False drops BN.
+    """
+
+    def __init__(self, input_shape: Sequence[int], layers: Sequence[Sequence[int]], dims: int = 2,
+                 tap_every: int = 2, vocab_size: int | None = None, embed_dim: int = 100,
+                 activation: str = "leaky_relu", batch_norm: bool = True):
+        super().__init__()
+        input_shape = tuple(input_shape)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if vocab_size else None
+        if self.embedding is not None:
+            shape = (embed_dim, *input_shape)
+        else:
+            shape = input_shape if len(input_shape) == dims + 1 else (1, *input_shape)
+        if len(shape) != dims + 1:
+            raise ValueError(f"input of shape {input_shape} does not fit a {dims}-D convolution")
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        act = {"leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+        self.in_shape = shape
+        self.layers = nn.ModuleList()
+        self.tap_features = {}
+        self._tap_after = set()
+        channels, size = shape[0], list(shape[1:])
+        for i, (width, stride) in enumerate(layers, start=1):
+            block = [conv(channels, width, 3, stride=stride, padding=1, bias=not batch_norm)]
+            block += [norm(width)] if batch_norm else []
+            self.layers.append(nn.Sequential(*block, act()))
+            channels, size = width, [(s - 1) // stride + 1 for s in size]
+            if i % tap_every == 0 or i == len(layers):
+                self.tap_features[f"L{i}"] = width * math.prod(size)
+                self._tap_after.add(i)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.embedding is not None:
+            x = self.embedding(x).transpose(1, 2)  # (batch, embed, tokens)
+        else:
+            x = x.reshape(-1, *self.in_shape)
+        taps = {}
+        for i, layer in enumerate(self.layers, start=1):
+            x = layer(x)
+            if i in self._tap_after:
+                taps[f"L{i}"] = x
+        return taps
 
 
-def build_backbone(name: str, in_features: int, **options) -> TappedBackbone:
-    """Build a registered backbone by name (timm-style factory)."""
+BACKBONES = {"pyramid_dnn": PyramidDNN, "mlp": MLP, "deep_lstm": DeepLSTM, "convnet": ConvNet}
+
+
+def build_backbone(name: str, input_shape: int | Sequence[int], **options) -> TappedBackbone:
+    """Build a registered backbone by name (timm-style factory) for inputs of `input_shape` (one row)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
     if "first_width" in options:  # pyramid given by its first width and depth
         options["widths"] = pyramid_widths(options.pop("first_width"), options.pop("depth"))
-    return BACKBONES[name](in_features, **options)
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    return BACKBONES[name](shape, **options)

@@ -28,12 +28,14 @@ class Pair:
     from different seeds, the costly alternative SE claims to replace.
     `weighted_vote_holdout` = f > 0 adds an SE row that holds out a fraction f of
     train and votes with weights = each head's accuracy there (the paper's
-    suggestion for heads that differ a lot).
+    suggestion for heads that differ a lot). `inputs` names the data set's input
+    view the backbone reads (None: its default input, e.g. IMDB's token ids).
     """
 
     name: str
     backbone: str
     options: Mapping = field(default_factory=dict)
+    inputs: str | None = None
     dataset_options: Mapping[str, Mapping] = field(default_factory=dict)
     heads_per_tap: int = 5
     tap_weights: Mapping[str, float] | None = None
@@ -65,13 +67,15 @@ class Classic:
 
     name: str
     estimator: str
+    inputs: str | None = None  # the data set's input view (None: its default input)
 
 
 @dataclass(frozen=True)
 class Profile:
     """How much of the work to do: data slices, epochs, seeds, ensemble size.
 
-    `train_subset`/`test_subset` = None means the whole split.
+    `train_subset`/`test_subset` = None means the whole split. `pair_epochs`
+    overrides the epochs of one pair (a slow model, such as an LSTM on CPU).
     """
 
     name: str
@@ -82,8 +86,11 @@ class Profile:
     train_subset: int | None = None
     test_subset: int | None = None
     description: str = ""
+    pair_epochs: Mapping[str, int] = field(default_factory=dict)
 
-    def epochs_for(self, dataset: str) -> int:
+    def epochs_for(self, dataset: str, pair: str | None = None) -> int:
+        if pair in self.pair_epochs:
+            return self.pair_epochs[pair]
         return self.epochs if isinstance(self.epochs, int) else self.epochs[dataset]
 
 

@@ -77,8 +77,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from sharens.data import data_root
-    from sharens.data.files import download
+    from sharens.data import data_root, download
 
     for name in args.dataset:
         try:

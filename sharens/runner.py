@@ -29,19 +29,26 @@ CPU = torch.device("cpu")
 
 @dataclass
 class DeviceData:
-    """One data set's split, possibly sliced by the profile, as tensors on the device."""
+    """One data set's split, possibly sliced by the profile: every input view as tensors on the device.
+
+    `inputs[view]` = (x_train, x_test); view None is the data set's default input.
+    scikit-learn models read the numpy arrays in `numpy_inputs`.
+    """
 
     name: str
-    x_train: torch.Tensor
+    inputs: dict[str | None, tuple[torch.Tensor, torch.Tensor]]
     y_train: torch.Tensor
-    x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
-    x_train_np: np.ndarray  # scikit-learn models read these
+    numpy_inputs: dict[str | None, tuple[np.ndarray, np.ndarray]]
     y_train_np: np.ndarray
-    x_test_np: np.ndarray
     y_test_np: np.ndarray
     info: dict
+
+    def x(self, view: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if view not in self.inputs:
+            raise ValueError(f"{self.name} has no input view {view!r}; it has {sorted(map(str, self.inputs))}")
+        return self.inputs[view]
 
 
 def _slice(n: int, keep: int | None) -> np.ndarray:
@@ -52,10 +59,17 @@ def _slice(n: int, keep: int | None) -> np.ndarray:
 
 def prepare(dataset: Dataset, profile: Profile, device: torch.device) -> DeviceData:
     tr, te = _slice(len(dataset.y_train), profile.train_subset), _slice(len(dataset.y_test), profile.test_subset)
-    xs = [dataset.x_train[tr], dataset.y_train[tr], dataset.x_test[te], dataset.y_test[te]]
-    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in xs]
+
+    def to_device(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    numpy_inputs = {view: (train[tr], test[te])
+                    for view, (train, test) in {None: dataset.inputs(), **dataset.views}.items()}
+    inputs = {view: (to_device(a), to_device(b)) for view, (a, b) in numpy_inputs.items()}
+    y_train, y_test = dataset.y_train[tr], dataset.y_test[te]
     info = {**dataset.info, "n_train": len(tr), "n_test": len(te)}
-    return DeviceData(dataset.name, *tensors, len(dataset.classes), *xs, info=info)
+    return DeviceData(dataset.name, inputs, to_device(y_train), to_device(y_test), len(dataset.classes),
+                      numpy_inputs, y_train, y_test, info)
 
 
 def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str]) -> list[Cell]:
@@ -64,13 +78,15 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
     for dataset in datasets:
         for seed in range(seeds):
             for classic in table.classic:
-                cfg = {"estimator": classic.estimator, "forest_trees": profile.forest_trees, **_data_config(profile)}
+                cfg = {"estimator": classic.estimator, "forest_trees": profile.forest_trees,
+                       "inputs": classic.inputs, **_data_config(profile)}
                 cells.append(Cell(table.id, dataset, classic.name, "classic", None, seed, cfg))
             for preset in presets:
                 for pair in table.pairs:
                     base = {
                         "pair": pair.name, "backbone": pair.backbone, "options": pair.options_for(dataset),
-                        "epochs": profile.epochs_for(dataset), "batch_size": table.batch_size,
+                        "inputs": pair.inputs, "epochs": profile.epochs_for(dataset, pair.name),
+                        "batch_size": table.batch_size,
                         "preset": vars(get_preset(preset)), **_data_config(profile),
                     }
                     se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
@@ -114,20 +130,20 @@ class Trained:
     eval_seconds: float
 
 
-def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch.Tensor, table: Table,
-               profile: Profile, preset: str, seed: int, desc: str) -> Trained:
+def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
+               table: Table, profile: Profile, preset: str, seed: int, desc: str) -> Trained:
     torch.manual_seed(seed)
-    backbone = build_backbone(pair.backbone, x.shape[1], **pair.options_for(data.name))
+    backbone = build_backbone(pair.backbone, x.shape[1:], **pair.options_for(data.name))
     if se:
         model = SharingEnsemble(backbone, data.num_classes, pair.heads_per_tap, tap_weights=pair.tap_weights)
     else:
         model = SharingEnsemble.baseline(backbone, data.num_classes)
     model.to(x.device)
-    result = train(model, x, y, preset=get_preset(preset), epochs=profile.epochs_for(data.name),
+    result = train(model, x, y, preset=get_preset(preset), epochs=profile.epochs_for(data.name, pair.name),
                    batch_size=table.batch_size, seed=seed, desc=desc)
     start = time.perf_counter()
-    logits = predict_logits(model, data.x_test)
-    if data.x_test.device.type == "cuda":
+    logits = predict_logits(model, x_test)
+    if x_test.device.type == "cuda":
         torch.cuda.synchronize()
     return Trained(model, result, logits, time.perf_counter() - start)
 
@@ -142,13 +158,13 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
 def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) -> dict:
     pair = next(p for p in table.pairs if p.name == cell.config["pair"])
     members = cell.config.get("members", 1)
-    x, y = data.x_train, data.y_train
+    (x, x_test), y = data.x(pair.inputs), data.y_train
     holdout = cell.config.get("vote_holdout")
     if holdout:  # accuracy-weighted voting: head weights come from rows the model never trains on
         fit, held = (i.to(x.device) for i in holdout_split(len(y), holdout, cell.seed))
         x, y, x_held, y_held = x[fit], y[fit], x[held], y[held]
     runs = [
-        _train_one(pair, cell.kind in ("se", "se_weighted"), data, x, y, table, profile,
+        _train_one(pair, cell.kind in ("se", "se_weighted"), data, x, y, x_test, table, profile,
                    cell.preset, cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}")
         for k in range(members)
     ]
@@ -160,7 +176,7 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
         "status": "diverged" if diverged else "ok",
         "diverged_at_step": diverged[0] if diverged else None,
         "params": sum(p.numel() for p in model.parameters()) * members,
-        "flops_per_sample": (flops_per_sample(model, data.x_test) or 0) * members or None,
+        "flops_per_sample": (flops_per_sample(model, x_test) or 0) * members or None,
         "train_seconds": train_seconds,
         "train_samples_per_s": sum(r.result.samples for r in runs) / train_seconds if train_seconds else None,
         "eval_samples_per_s": members * len(data.y_test) / eval_seconds if eval_seconds else None,
@@ -192,11 +208,12 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
 
 def _classic_cell(cell: Cell, profile: Profile, data: DeviceData) -> dict:
     estimator = build_classic(cell.config["estimator"], cell.seed, profile.forest_trees)
+    x_train, x_test = data.numpy_inputs[cell.config["inputs"]]
     start = time.perf_counter()
-    estimator.fit(data.x_train_np, data.y_train_np)
+    estimator.fit(x_train.reshape(len(x_train), -1), data.y_train_np)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    predictions = estimator.predict(data.x_test_np)
+    predictions = estimator.predict(x_test.reshape(len(x_test), -1))
     eval_seconds = time.perf_counter() - start
     return {
         "status": "ok",

@@ -41,7 +41,7 @@ def test_fused_heads_init_like_nn_linear():
 
 def _se(**kw):
     torch.manual_seed(0)
-    return SharingEnsemble(PyramidDNN(8, pyramid_widths(32, 8)), num_classes=3, **kw)
+    return SharingEnsemble(PyramidDNN((8,), pyramid_widths(32, 8)), num_classes=3, **kw)
 
 
 def test_heads_per_tap_and_names():
@@ -53,7 +53,7 @@ def test_heads_per_tap_and_names():
 
 def test_baseline_is_one_head_on_the_last_tap():
     torch.manual_seed(0)
-    base = SharingEnsemble.baseline(PyramidDNN(8, pyramid_widths(32, 8)), 3)
+    base = SharingEnsemble.baseline(PyramidDNN((8,), pyramid_widths(32, 8)), 3)
     assert base.taps == ["L8"] and base(torch.randn(4, 8)).shape == (4, 1, 3)
 
 
@@ -116,12 +116,12 @@ def test_pyramid_widths_shrink_by_sqrt2():
 
 
 def test_deep_lstm_taps_every_layer_on_6x500_rows():
-    lstm = DeepLSTM(3000, steps=6, hidden=16, layers=3)
+    lstm = DeepLSTM((3000,), steps=6, hidden=16, layers=3)
     taps = lstm(torch.randn(2, 3000))
     assert list(taps) == ["lstm1", "lstm2", "lstm3"]
     assert all(t.flatten(1).shape[1] == lstm.tap_features[n] == 96 for n, t in taps.items())
     with pytest.raises(ValueError, match="equal steps"):
-        DeepLSTM(3001, steps=6, hidden=4, layers=1)
+        DeepLSTM((3001,), steps=6, hidden=4, layers=1)
 
 
 def test_mlp_taps_after_each_hidden_layer():
@@ -134,7 +134,7 @@ def test_mlp_taps_after_each_hidden_layer():
 def test_flop_count_includes_the_lstm_layers():
     from sharens.runner import flops_per_sample
 
-    model = SharingEnsemble.baseline(DeepLSTM(60, steps=6, hidden=8, layers=2), 3)
+    model = SharingEnsemble.baseline(DeepLSTM((60,), steps=6, hidden=8, layers=2), 3)
     head = 2 * 48 * 3
     lstm = 2 * 6 * 4 * 8 * (10 + 8) + 2 * 6 * 4 * 8 * (8 + 8)
     assert flops_per_sample(model, torch.randn(2, 60)) == head + lstm

@@ -7,28 +7,34 @@ root itself is only ever read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sharens.data import files
+from sharens.data import files, gtzan, imdb
 from sharens.data.files import DataError, cache_dir, data_root
 from sharens.data.semg import read_semg
 from sharens.data.uci import read_adult, read_letter, read_yeast
 
-__all__ = ["DATASETS", "DataError", "Dataset", "cache_dir", "data_root", "load_dataset"]
+__all__ = ["DATASETS", "DataError", "Dataset", "cache_dir", "data_root", "download", "load_dataset"]
 
-DATASETS: tuple[str, ...] = ("letter", "adult", "yeast", "semg")
-READER_VERSION = 1  # bump when a reader's output changes, to invalidate old caches
+DATASETS: tuple[str, ...] = ("letter", "adult", "yeast", "semg", "imdb", "gtzan")
+READER_VERSION = 2  # bump when a reader's output changes, to invalidate old caches
 
-_READERS = {"letter": read_letter, "adult": read_adult, "yeast": read_yeast, "semg": read_semg}
+# reader(paths, cache) -> dict; `cache` is where a reader may keep per-file work (GTZAN's clip features)
+_READERS = {"letter": read_letter, "adult": read_adult, "yeast": read_yeast, "semg": read_semg,
+            "imdb": imdb.read_imdb, "gtzan": gtzan.read_gtzan}
+# locate(root, cache) -> {label: (path, sha256)}: data sets whose files are not a fixed list
+_LOCATORS = {"imdb": imdb.locate, "gtzan": gtzan.locate}
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+_VIEW = "view__"  # cache key prefix of an extra input view: view__<name>__train / __test
 
 
 @dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous; compare fields explicitly
@@ -40,11 +46,25 @@ class Dataset:
     y_test: np.ndarray
     classes: tuple[str, ...]
     info: dict  # JSON-serializable provenance: files, split, preprocessing, n_features
+    # other inputs for the same rows, e.g. IMDB's tf-idf beside its token ids: {view: (x_train, x_test)}
+    views: dict = field(default_factory=dict)
+
+    def inputs(self, view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(x_train, x_test) of the default input (view None) or of a named view."""
+        if view is None:
+            return self.x_train, self.x_test
+        if view not in self.views:
+            raise ValueError(f"{self.name} has no input view {view!r}; it has {sorted(self.views) or 'none'}")
+        return self.views[view]
 
 
-def _cache_key(name: str) -> str:
-    sources = sorted((rel, files.MANIFEST[rel].sha256) for rel in files.DATASET_FILES[name])
-    blob = json.dumps({"sources": sources, "reader_version": READER_VERSION})
+def _manifest_sources(name: str, root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
+    return {rel: (files.verify(rel, root, cache), files.MANIFEST[rel].sha256) for rel in files.DATASET_FILES[name]}
+
+
+def _cache_key(sources: dict[str, tuple[Path, str]]) -> str:
+    blob = json.dumps({"sources": sorted((label, sha) for label, (_, sha) in sources.items()),
+                       "reader_version": READER_VERSION})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -54,6 +74,8 @@ def _read_cache(path: Path) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in _ARRAYS}
+            names = sorted({k[len(_VIEW):].rsplit("__", 1)[0] for k in z.files if k.startswith(_VIEW)})
+            out["views"] = {v: (z[f"{_VIEW}{v}__train"], z[f"{_VIEW}{v}__test"]) for v in names}
             out["classes"] = tuple(str(c) for c in z["classes"])
             out["info"] = json.loads(str(z["info"]))
     except Exception:  # any unreadable cache (truncated, foreign, old layout) is simply rebuilt
@@ -68,7 +90,10 @@ def _write_cache(path: Path, result: dict) -> None:
     try:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz",
                                          delete=False) as f:
-            np.savez(f, **{k: result[k] for k in _ARRAYS}, classes=np.array(result["classes"]),
+            views = {f"{_VIEW}{v}__{part}": a for v, pair in result.get("views", {}).items()
+                     for part, a in zip(("train", "test"), pair, strict=True)}
+            # compressed: IMDB's dense tf-idf view is mostly zeros
+            np.savez_compressed(f, **{k: result[k] for k in _ARRAYS}, **views, classes=np.array(result["classes"]),
                      info=np.array(json.dumps(result["info"], sort_keys=True)))
         os.chmod(f.name, 0o644)  # temp files are private; a cache may be shared
         os.replace(f.name, path)
@@ -83,20 +108,28 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     root, cache = data_root(root), cache_dir(cache)
-    paths = {rel: files.verify(rel, root, cache) for rel in files.DATASET_FILES[name]}
-    key = _cache_key(name)
+    sources = _LOCATORS.get(name, functools.partial(_manifest_sources, name))(root, cache)
+    key = _cache_key(sources)
     path = cache / f"{name}-{key}.npz"
     result = _read_cache(path)
     if result is None:
-        result = _READERS[name](paths)
+        result = _READERS[name]({label: p for label, (p, _) in sources.items()}, cache)
         result["info"] = {
             "dataset": name,
-            "files": {rel: {"sha256": files.MANIFEST[rel].sha256, "url": files.MANIFEST[rel].url}
-                      for rel in paths},
+            "files": {label: {"sha256": sha, "url": getattr(files.MANIFEST.get(label), "url", None)}
+                      for label, (_, sha) in sources.items()},
             "reader_version": READER_VERSION,
             "cache_key": key,
             **result["info"],
         }
         result["info"] = json.loads(json.dumps(result["info"]))  # fail here, not in a report, if not JSON
         _write_cache(path, result)
-    return Dataset(name, *(result[k] for k in _ARRAYS), result["classes"], result["info"])
+    return Dataset(name, *(result[k] for k in _ARRAYS), result["classes"], result["info"],
+                   result.get("views", {}))
+
+
+def download(name: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> list[Path]:
+    """Fetch `name`'s official files into the data root, checked against their sha256 (needs internet)."""
+    if name == "gtzan":
+        return gtzan.download(data_root(root), base_url)
+    return files.download(name, root, base_url)

@@ -21,6 +21,7 @@ UCI_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases"
 SEMG_ZIP_URL = "https://archive.ics.uci.edu/static/public/313/semg+for+basic+hand+movements.zip"
 SEMG_ZIP_NAME = SEMG_ZIP_URL.rsplit("/", 1)[1]
 SEMG_ZIP_FOLDER = "Database 1"
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
 
 class DataError(Exception):
@@ -64,6 +65,11 @@ MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
     _semg("female_3.mat", "6763e77302473c887e5dffb08dd231070763a07944a15dd7ec673dd8ba4b496d"),
     _semg("male_1.mat", "4637c7538292a331c30e06d58d8bafc6dfbab15ad1d4954250f19c05a52ae110"),
     _semg("male_2.mat", "f038709bc1e5bbd427cd378492a6314275b788f5e6a37ed25f154e8ad4e59820"),
+    DataFile("imdb/aclImdb_v1.tar.gz", "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+             IMDB_URL, f"download {IMDB_URL} (Large Movie Review Dataset v1.0, Maas et al. 2011)"),
+    # the same reviews repacked with xz and without train/unsup (the project's shared data root)
+    DataFile("imdb/aclImdb_v1_labeled.tar.xz", "b52855f5949e630aa2c86ceb85a4c76ad02690705c2a4dc05464029772ac9708",
+             IMDB_URL, f"it is a repack of the official archive; get the official one instead: {IMDB_URL}"),
 )}
 
 DATASET_FILES: dict[str, tuple[str, ...]] = {
@@ -71,6 +77,7 @@ DATASET_FILES: dict[str, tuple[str, ...]] = {
     "adult": ("uci/adult.data", "uci/adult.test"),
     "yeast": ("uci/yeast.data",),
     "semg": tuple(f"semg/{s}.mat" for s in ("female_1", "female_2", "female_3", "male_1", "male_2")),
+    "imdb": ("imdb/aclImdb_v1.tar.gz",),  # what `download` fetches; the reader accepts alternatives
 }
 
 
@@ -97,13 +104,31 @@ def _sha256(path: Path) -> str:
 
 
 def _dataset_of(relpath: str) -> str:
-    return next(d for d, rels in DATASET_FILES.items() if relpath in rels)
+    return next((d for d, rels in DATASET_FILES.items() if relpath in rels), relpath.split("/")[0])
 
 
 def _how_to_get(entry: DataFile, root: Path) -> str:
     return (f"Get it with `python -m sharens download {_dataset_of(entry.relpath)} --data-root {root}`, "
             f"or by hand: {entry.hint}. The data root comes from --data-root or the SHARENS_DATA "
             f"environment variable (default ./datasets); it is now {root}.")
+
+
+def file_sha256(path: Path, cache: str | os.PathLike | None = None) -> str:
+    """sha256 of a file, remembered in the cache dir per (path, size, mtime) so each file is hashed once."""
+    stat = path.stat()
+    key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    memo = cache_dir(cache) / "hashes" / hashlib.sha256(key.encode()).hexdigest()[:32]
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
+    found = _sha256(path)
+    try:
+        memo.parent.mkdir(exist_ok=True)
+        memo.write_text(found + "\n")
+    except OSError:
+        pass  # a read-only cache only costs re-hashing next time
+    return found
 
 
 def verify(relpath: str, root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> Path:
@@ -154,15 +179,15 @@ def download(dataset: str, root: str | os.PathLike | None = None, base_url: str 
     if todo and dataset == "semg":  # one zip holds all five files; its own hash is not published
         url = f"{base_url}/{SEMG_ZIP_NAME}" if base_url else SEMG_ZIP_URL
         with tempfile.TemporaryDirectory() as tmp:
-            _extract_semg(_retrieve(url, None, Path(tmp), SEMG_ZIP_NAME), todo, root)
+            _extract_semg(retrieve(url, None, Path(tmp), SEMG_ZIP_NAME), todo, root)
     elif todo:
         for entry in todo:
             url = f"{base_url}/{entry.name}" if base_url else entry.url
-            _retrieve(url, f"sha256:{entry.sha256}", (root / entry.relpath).parent, entry.name)
+            retrieve(url, f"sha256:{entry.sha256}", (root / entry.relpath).parent, entry.name)
     return [verify(r, root) for r in DATASET_FILES[dataset]]
 
 
-def _retrieve(url: str, known_hash: str | None, folder: Path, fname: str) -> Path:
+def retrieve(url: str, known_hash: str | None, folder: Path, fname: str) -> Path:
     try:
         return Path(pooch.retrieve(url, known_hash=known_hash, path=folder, fname=fname))
     except (ValueError, OSError) as exc:  # pooch: ValueError on hash mismatch; requests errors are OSErrors

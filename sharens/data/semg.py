@@ -20,7 +20,7 @@ TRIALS, SAMPLES = 30, 3000
 TEST_SIZE = 360
 
 
-def read_semg(paths: dict[str, Path]) -> dict:
+def read_semg(paths: dict[str, Path], cache: Path | None = None) -> dict:
     """Rows ordered subject, gesture, channel, trial; fixed stratified 1,440 / 360 split."""
     signals = []
     for subject in SUBJECTS:

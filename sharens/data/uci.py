@@ -52,7 +52,7 @@ def split_result(x_train, y_train, x_test, y_test, classes, info) -> dict:
                 y_test=y_test.astype(np.int64), classes=tuple(classes), info=info)
 
 
-def read_letter(paths: dict[str, Path]) -> dict:
+def read_letter(paths: dict[str, Path], cache: Path | None = None) -> dict:
     """LETTER: the customary split, first 16,000 rows train, last 4,000 test; 16 integer features."""
     rows = np.loadtxt(paths["uci/letter-recognition.data"], delimiter=",", dtype=str)
     classes = tuple(string.ascii_uppercase)
@@ -95,7 +95,7 @@ def _one_hot(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return encode(train), encode(test), len(cats)
 
 
-def read_adult(paths: dict[str, Path]) -> dict:
+def read_adult(paths: dict[str, Path], cache: Path | None = None) -> dict:
     """ADULT: official adult.data / adult.test split; numeric columns standardized, categorical one-hot."""
     train, test = _adult_rows(paths["uci/adult.data"]), _adult_rows(paths["uci/adult.test"])
     labels = [np.char.rstrip(part[:, -1], ".") for part in (train, test)]  # adult.test writes ">50K."
@@ -140,7 +140,7 @@ def read_adult(paths: dict[str, Path]) -> dict:
 YEAST_TEST_SIZE = 446
 
 
-def read_yeast(paths: dict[str, Path]) -> dict:
+def read_yeast(paths: dict[str, Path], cache: Path | None = None) -> dict:
     """YEAST: 8 numeric features (sequence name dropped), 10 classes; fixed stratified 1,038 / 446 split."""
     rows = np.loadtxt(paths["uci/yeast.data"], dtype=str)
     classes, y = np.unique(rows[:, -1], return_inverse=True)
