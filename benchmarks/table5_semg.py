@@ -34,6 +34,7 @@ TABLE = Table(
     quoted={m: GCFOREST for m in ("gcForest", "Random Forest", "SVM (rbf)", "Logistic Regression")},
     # 360 test rows (one sample = 0.28 points) and a small, noisy training set: 2 points.
     tolerance=2.0,
+    paper_split={"semg": (1440, 360)},
     batch_size=64,
     profiles=standard_profiles(full_epochs=40, quick_epochs=10, smoke_train=256, smoke_test=120),
     notes=(

@@ -109,6 +109,8 @@ class Table:
     classic: tuple[Classic, ...] = ()
     quoted: Mapping[str, str] = field(default_factory=dict)  # paper row -> the work it quotes
     notes: tuple[str, ...] = ()
+    # data set -> (train, test) rows of the paper's split; a run on other sizes is not compared with it
+    paper_split: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))
@@ -122,9 +124,13 @@ class Table:
 
 
 def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int | Mapping[str, int],
-                      smoke_train: int = 512,
-                      smoke_test: int = 256) -> dict[str, Profile]:
-    """The three profiles every table offers; a table only chooses its epochs."""
+                      smoke_train: int = 512, smoke_test: int = 256,
+                      full_pair_epochs: Mapping[str, int] | None = None,
+                      quick_pair_epochs: Mapping[str, int] | None = None) -> dict[str, Profile]:
+    """The three profiles every table offers; a table only chooses its epochs (per data set or pair)."""
+    def per_pair(epochs):
+        return f", except {dict(epochs)}" if epochs else ""
+
     return {
         "smoke": Profile(
             "smoke", epochs=2, seeds=2, ensemble_size=2, forest_trees=20,
@@ -134,11 +140,14 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
         ),
         "quick": Profile(
             "quick", epochs=quick_epochs, seeds=3, ensemble_size=5, forest_trees=100,
-            description=f"the paper's data, epochs {quick_epochs}, 3 seeds, forests of 100 trees",
+            pair_epochs=quick_pair_epochs or {},
+            description=f"the paper's data, epochs {quick_epochs}{per_pair(quick_pair_epochs)}, 3 seeds, "
+                        "forests of 100 trees",
         ),
         "full": Profile(
             "full", epochs=full_epochs, seeds=5, ensemble_size=5, forest_trees=500,
-            description=f"the paper's data and splits, epochs {full_epochs} (the paper gives no "
-                        "epoch count), 5 seeds, forests of 500 trees",
+            pair_epochs=full_pair_epochs or {},
+            description=f"the paper's data and splits, epochs {full_epochs}{per_pair(full_pair_epochs)} "
+                        "(the paper gives no epoch count), 5 seeds, forests of 500 trees",
         ),
     }

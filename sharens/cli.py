@@ -35,6 +35,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.seeds is not None and args.seeds < 1:
         print("error: --seeds must be at least 1", file=sys.stderr)
         return 2
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
     device = _device(args.device)
     failed = False
     for table in tables:
@@ -42,7 +45,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             records, errors = run_table(table, args.profile, out=args.out, seeds=args.seeds,
                                         presets=args.preset, device=device,
-                                        data_root=args.data_root, force=args.force)
+                                        data_root=args.data_root, force=args.force, jobs=args.jobs)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -104,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
                    help="data root (default: $SHARENS_DATA, else datasets/)")
     r.add_argument("--out", type=Path, default=Path("results"))
     r.add_argument("--force", action="store_true", help="redo finished cells instead of resuming")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="CPU worker processes, one thread and one cell at a time each (default 1)")
     r.set_defaults(func=cmd_reproduce)
 
     lst = sub.add_parser("list", help="tables, models, profiles and presets")

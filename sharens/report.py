@@ -40,12 +40,15 @@ def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, 
     paper = table.paper.get(model, {}).get(dataset)
     values = [r["accuracy"] for r in ok]
     accuracy = stats.summarize(values)
+    split = table.paper_split.get(dataset)
+    comparable = split is None or all((r["n_train"], r["n_test"]) == tuple(split) for r in records)
+    verdict = stats.row_verdict(values, paper, table.tolerance) if comparable else stats.NOT_COMPARABLE
     return {
         "dataset": dataset, "model": model, "kind": kind, "preset": preset,
         "paper": paper, "quoted_from": table.quoted.get(model),
         "accuracy": accuracy,
         "delta": accuracy["mean"] - paper if paper is not None and values else None,
-        "verdict": stats.row_verdict(values, paper, table.tolerance),
+        "verdict": verdict if paper is not None and values else None,
         "status": _status(records),
         "hard_vote_accuracy": _mean(ok, "hard_vote_accuracy"),
         "best_head_accuracy": _mean(ok, "best_head_accuracy"),
@@ -235,14 +238,40 @@ def markdown(doc: dict, table: Table) -> str:
                      + (f", per data set {dict(pair.dataset_options)}" if pair.dataset_options else "")
                      + f"; SE puts {pair.heads_per_tap} heads on every tap.")
     for dataset, info in doc["data"].items():
-        split = (info or {}).get("split") or {}
-        if split.get("rule"):
-            lines.append(f"- {dataset} split: {split['rule']}")
+        lines += [f"- {dataset} {line}" for line in _data_notes(info or {})]
     lines += [f"- {note}" for note in table.notes]
     quoted = sorted({r["quoted_from"] for r in doc["rows"] if r.get("quoted_from")})
     lines += [f"- {q}: rows marked with it are the paper's quotes of that work, not its own runs." for q in quoted]
     lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split()), ""]
     return "\n".join(lines)
+
+
+def _data_notes(info: dict) -> list[str]:
+    """What a reader recorded about its data that a reader of the report needs."""
+    lines = []
+    if info.get("split", {}).get("rule"):
+        lines.append(f"split: {info['split']['rule']}")
+    if info.get("source"):
+        lines.append(f"source: `{info['source']}`")
+    if info.get("preprocessing"):
+        lines.append(f"preprocessing: {info['preprocessing']}")
+    if "clips_present" in info:
+        skipped = "; ".join(f"{k}: {v}" for k, v in info["skipped"].items()) or "none"
+        lines.append(f"clips: {info['clips_present']} present, {info['clips_used']} used; skipped: {skipped}; "
+                     f"{len(info['unverified_wav_conversions'])} are .wav conversions (no published checksum)")
+    if info.get("mfcc"):
+        lines.append("MFCC parameters: " + ", ".join(f"{k}={v}" for k, v in info["mfcc"].items()))
+    if info.get("extraction"):
+        e = info["extraction"]
+        speed = f"{e['computed_clips_per_s']:.2f} clips/s" if e["computed_clips_per_s"] else "n/a"
+        lines.append(
+            f"feature extraction (when this data set was built): {e['computed']} clips computed in "
+            f"{e['compute_seconds']:.1f} s on {e['workers']} worker processes ({speed}, cold), "
+            f"{e['from_cache']} already cached, {e['failed']} failed; a cached rerun read "
+            f"{e['clips'] - e['failed']} clips in {e['cached_rerun_seconds']:.3f} s"
+            + (f" ({e['compute_seconds'] / e['cached_rerun_seconds']:,.0f}x faster)"
+               if e["computed"] and e["cached_rerun_seconds"] else ""))
+    return lines
 
 
 def write(table: Table, profile: str, records: list[dict], out: Path) -> tuple[Path, Path]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,6 +247,24 @@ def run_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData, devic
     }
 
 
+_WORKER_DATA: dict = {}  # a worker process's prepared data sets, loaded on its first cell of each
+
+
+def _run_cell_in_worker(table_id: str, profile_name: str, cell: Cell, device: str,
+                        data_root: Path | None) -> dict:
+    """Process-pool entry point: one thread per worker, data loaded once per worker and data set."""
+    from benchmarks import get_table
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    table = get_table(table_id)
+    profile = table.profile(profile_name)
+    key = (table_id, profile_name, cell.dataset)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA[key] = prepare(load_dataset(cell.dataset, data_root), profile, torch.device(device))
+    return run_cell(cell, table, profile, _WORKER_DATA[key], torch.device(device))
+
+
 def run_table(
     table: Table,
     profile_name: str,
@@ -256,30 +276,62 @@ def run_table(
     data_root: Path | None = None,
     force: bool = False,
     datasets: list[str] | None = None,
+    jobs: int = 1,
 ) -> tuple[list[dict], list[str]]:
     """Run (or resume) every cell of `table`; return (records, errors).
 
     Finished cells are saved as they complete and skipped on a rerun unless
     `force`; a cell that raises is reported in `errors` and the run goes on.
+    `jobs` > 1 runs cells in that many worker processes of one thread each
+    (CPU only); every cell seeds itself, so the numbers do not depend on the
+    schedule.
     """
     profile = table.profile(profile_name)
     for preset in presets:
         get_preset(preset)  # fail before any work on a typo
+    if jobs > 1 and device.type != "cpu":
+        raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     datasets = list(datasets or table.datasets)
     cells = plan(table, profile, seeds or profile.seeds, list(presets), datasets)
     store = CellStore(out, table.id, profile.name)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    records, errors, loaded = [], [], {}
-    for cell in tqdm(cells, desc=table.id, disable=None):
+    records, errors = {}, []  # records by cell file name
+    todo = []
+    for cell in cells:
         record = None if force else store.load(cell)
         if record is None:
-            if cell.dataset not in loaded:
-                loaded[cell.dataset] = prepare(load_dataset(cell.dataset, data_root), profile, device)
-            try:
-                record = run_cell(cell, table, profile, loaded[cell.dataset], device)
-            except Exception as exc:  # one broken cell must not lose the others
-                errors.append(f"{cell.dataset} / {cell.model} / seed {cell.seed}: {type(exc).__name__}: {exc}")
-                continue
+            todo.append(cell)
+        else:
+            records[cell.filename] = record
+    # a missing or corrupt file fails here, once, before any work (this also fills the cache for workers)
+    sources = {name: load_dataset(name, data_root) for name in dict.fromkeys(cell.dataset for cell in todo)}
+
+    def finished(cell: Cell, record: dict | None, exc: Exception | None) -> None:
+        if exc is not None:  # one broken cell must not lose the others
+            errors.append(f"{cell.dataset} / {cell.model} / seed {cell.seed}: {type(exc).__name__}: {exc}")
+        else:
             store.save(cell, record)
-        records.append(record)
-    return records, errors
+            records[cell.filename] = record
+
+    progress = tqdm(total=len(todo), desc=table.id, disable=None)
+    if jobs > 1 and todo:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = {pool.submit(_run_cell_in_worker, table.id, profile.name, cell, device.type, data_root): cell
+                       for cell in todo}
+            for future in as_completed(futures):
+                exc = future.exception()
+                finished(futures[future], None if exc else future.result(), exc)
+                progress.update()
+    else:
+        loaded = {}
+        for cell in todo:
+            if cell.dataset not in loaded:
+                loaded[cell.dataset] = prepare(sources.pop(cell.dataset), profile, device)
+            try:
+                finished(cell, run_cell(cell, table, profile, loaded[cell.dataset], device), None)
+            except Exception as exc:
+                finished(cell, None, exc)
+            progress.update()
+    progress.close()
+    return [records[cell.filename] for cell in cells if cell.filename in records], errors

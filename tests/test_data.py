@@ -7,13 +7,10 @@ that need a folder of it skip when it is absent. Nothing here touches the networ
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
 import os
 import shutil
-import threading
 import zipfile
 from pathlib import Path
 
@@ -226,29 +223,6 @@ def test_data_root_and_cache_dir_precedence(tmp_path, monkeypatch):
 
 
 # --- downloads, served by a local HTTP server -------------------------------------------------
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """serve(folder) -> base URL of a local server for that folder (stopped after the test)."""
-    servers = []
-
-    def start(folder: Path) -> str:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                 functools.partial(QuietHandler, directory=str(folder)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
 
 def test_download_uci_file(tmp_path, serve, shared_cache):
     real = need("yeast")

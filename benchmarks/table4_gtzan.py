@@ -1,0 +1,52 @@
+"""Table 4 of the SE paper: GTZAN music genres (10 classes, 700 / 300 clips, test accuracy %).
+
+Each clip is a 1280 x 13 MFCC matrix (the gcForest protocol). The DNN reads it
+flattened, the CNN as a one-channel image; the scikit-learn models read each
+coefficient's mean and std over frames (the `summary` view). The benchmark runs
+on whatever clips the data root holds: on a partial copy its rows test the
+pipeline and are marked `not comparable` with the paper.
+"""
+
+from sharens.benchmark import Classic, Pair, Table, standard_profiles
+
+GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
+
+TABLE = Table(
+    id="table4_gtzan",
+    title="Table 4: GTZAN music genre classification, test accuracy (%)",
+    datasets=("gtzan",),
+    pairs=(
+        # 8 FC layers 512 ... 45 (sqrt(2) pyramid) on the 16,640 MFCC values; taps every 2 layers.
+        Pair("DNN", "pyramid_dnn", options={"first_width": 512, "depth": 8, "tap_every": 2},
+             independent_ensemble=5),
+        # 3x3 convolutions over (frames, coefficients), stride 2 every second layer
+        # (1280x13 -> 640x7 -> 320x4 -> 160x2 -> 80x1); taps after L2, L4, L6, L8.
+        Pair("Deep CNN", "convnet", options={
+            "dims": 2, "layers": ((16, 1), (16, 2), (32, 1), (32, 2), (64, 1), (64, 2), (64, 1), (64, 2))}),
+    ),
+    classic=(
+        Classic("Random Forest", "random_forest", inputs="summary"),
+        Classic("Logistic Regression", "logistic_regression", inputs="summary"),
+        Classic("SVM (rbf)", "svm_rbf", inputs="summary"),
+    ),
+    paper={
+        "gcForest": {"gtzan": 65.67},
+        "Random Forest": {"gtzan": 50.33},
+        "Logistic Regression": {"gtzan": 50.00},
+        "SVM (rbf)": {"gtzan": 18.33},
+        "DNN": {"gtzan": 60.33},
+        "DNN+SE": {"gtzan": 61.20},
+        "Deep CNN": {"gtzan": 63.00},
+        "Deep CNN+SE": {"gtzan": 64.33},
+    },
+    quoted={m: GCFOREST for m in ("gcForest", "Random Forest", "Logistic Regression", "SVM (rbf)")},
+    # 300 test clips: one clip is 0.33 points, and the seed-to-seed spread on 700 clips is large.
+    tolerance=2.0,
+    paper_split={"gtzan": (700, 300)},
+    batch_size=32,
+    profiles=standard_profiles(full_epochs=40, quick_epochs=15, smoke_train=700, smoke_test=300),
+    notes=(
+        "Split by clip, stratified by genre, 30% test (at least one clip per genre); a clip is one row, "
+        "so no part of a clip is on both sides.",
+    ),
+)
