@@ -126,8 +126,10 @@ class Table:
 def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int | Mapping[str, int],
                       smoke_train: int = 512, smoke_test: int = 256,
                       full_pair_epochs: Mapping[str, int] | None = None,
-                      quick_pair_epochs: Mapping[str, int] | None = None) -> dict[str, Profile]:
-    """The three profiles every table offers; a table only chooses its epochs (per data set or pair)."""
+                      quick_pair_epochs: Mapping[str, int] | None = None,
+                      quick_subset: tuple[int, int] | None = None) -> dict[str, Profile]:
+    """The three profiles every table offers; a table chooses its epochs (per data set or pair) and
+    may make `quick` use fixed random (train, test) subsets of a large data set."""
     def per_pair(epochs):
         return f", except {dict(epochs)}" if epochs else ""
 
@@ -141,8 +143,11 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
         "quick": Profile(
             "quick", epochs=quick_epochs, seeds=3, ensemble_size=5, forest_trees=100,
             pair_epochs=quick_pair_epochs or {},
-            description=f"the paper's data, epochs {quick_epochs}{per_pair(quick_pair_epochs)}, 3 seeds, "
-                        "forests of 100 trees",
+            train_subset=quick_subset[0] if quick_subset else None,
+            test_subset=quick_subset[1] if quick_subset else None,
+            description=(f"{quick_subset[0]:,} train / {quick_subset[1]:,} test rows (fixed random subsets)"
+                         if quick_subset else "the paper's data")
+                        + f", epochs {quick_epochs}{per_pair(quick_pair_epochs)}, 3 seeds, forests of 100 trees",
         ),
         "full": Profile(
             "full", epochs=full_epochs, seeds=5, ensemble_size=5, forest_trees=500,
