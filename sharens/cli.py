@@ -1,4 +1,4 @@
-"""`python -m sharens {reproduce,list,download}`: the suite's command line."""
+"""`python -m sharens {reproduce,report,list,download}`: the suite's command line."""
 
 from __future__ import annotations
 
@@ -59,6 +59,32 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild `<table>.{md,json,png}` from the cell records a finished run stored (no training)."""
+    import json
+
+    from benchmarks import UnknownTable, get_table
+    from sharens import report
+
+    source = args.source or args.out / f"{args.table}.json"
+    try:
+        table = get_table(args.table)
+        doc = json.loads(source.read_text())
+    except UnknownTable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read the stored results {source}: {exc}; run `python -m sharens reproduce "
+              f"--table {args.table}` first", file=sys.stderr)
+        return 1
+    if doc.get("table") != table.id:
+        print(f"error: {source} holds table {doc.get('table')!r}, not {table.id!r}", file=sys.stderr)
+        return 2
+    md, js = report.write(table, doc["profile"], doc["cells"], args.out)
+    print(f"{table.id}: {len(doc['cells'])} stored cells -> {md}, {js}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmarks import IMPLEMENTED, PLANNED, get_table
     from sharens.training import PRESETS
@@ -110,6 +136,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=1,
                    help="CPU worker processes, one thread and one cell at a time each (default 1)")
     r.set_defaults(func=cmd_reproduce)
+
+    rep = sub.add_parser("report", help="rebuild a table's report from its stored cell records (no training)")
+    rep.add_argument("--table", required=True, metavar="ID")
+    rep.add_argument("--source", type=Path, default=None, help="stored results (default: <out>/<table>.json)")
+    rep.add_argument("--out", type=Path, default=Path("results"))
+    rep.set_defaults(func=cmd_report)
 
     lst = sub.add_parser("list", help="tables, models, profiles and presets")
     lst.set_defaults(func=cmd_list)

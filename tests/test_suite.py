@@ -84,6 +84,19 @@ def test_parallel_cells_give_the_sequential_numbers(smoke_out, data_root, tmp_pa
     assert {r["provenance"]["device"] for r in parallel} == {r["provenance"]["device"] for r in sequential}
 
 
+def test_report_is_rebuilt_from_stored_cells_alone(smoke_out, tmp_path, capsys):
+    stored = json.loads((smoke_out / "table5_semg.json").read_text())
+    assert main(["report", "--table", "table5_semg", "--source", str(smoke_out / "table5_semg.json"),
+                 "--out", str(tmp_path)]) == 0
+    rebuilt = json.loads((tmp_path / "table5_semg.json").read_text())
+    assert rebuilt["rows"] == stored["rows"] and rebuilt["claims"] == stored["claims"]
+    assert (tmp_path / "table5_semg.md").read_text().startswith("# Table 5")
+    assert main(["report", "--table", "table7_uci", "--source", str(smoke_out / "table5_semg.json"),
+                 "--out", str(tmp_path)]) == 2
+    assert main(["report", "--table", "table7_uci", "--out", str(tmp_path / "none")]) == 1
+    assert "reproduce --table table7_uci" in capsys.readouterr().err
+
+
 def test_rerun_skips_finished_cells(smoke_out, data_root):
     before = {p: p.stat().st_mtime_ns for p in smoke_out.glob("cells/table7_uci/smoke/*.json")}
     assert main(["reproduce", "--table", "table7_uci", "--profile", "smoke", "--out", str(smoke_out),
