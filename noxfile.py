@@ -33,9 +33,7 @@ def lint(session):
 def reproduce(session):
     """Run tables and write results/<table>.{md,json}; default: every implemented table at full."""
     session.install("-e", ".")
-    args = session.posargs or ["--table", "table7_uci", "--table", "table5_semg", "--profile", "full"]
-    if "--table" not in args:
-        args = ["--table", "table7_uci", "--table", "table5_semg", *args]
+    args = session.posargs or ["--profile", "full"]
     session.run("python", "-m", "sharens", "reproduce", *args, env=_data_env())
 
 

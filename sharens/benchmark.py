@@ -111,6 +111,7 @@ class Table:
     notes: tuple[str, ...] = ()
     # data set -> (train, test) rows of the paper's split; a run on other sizes is not compared with it
     paper_split: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    presets: tuple[str, ...] = ("tuned", "paper")  # what a run without --preset trains
 
     def __post_init__(self):
         object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))

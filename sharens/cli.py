@@ -23,12 +23,12 @@ def _device(name: str) -> torch.device:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from benchmarks import UnknownTable, get_table
+    from benchmarks import IMPLEMENTED, UnknownTable, get_table
     from sharens import report
     from sharens.runner import run_table
 
     try:
-        tables = [get_table(t) for t in args.table]
+        tables = [get_table(t) for t in args.table or IMPLEMENTED]
     except UnknownTable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -44,7 +44,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         try:
             records, errors = run_table(table, args.profile, out=args.out, seeds=args.seeds,
-                                        presets=args.preset, device=device,
+                                        presets=args.preset or list(table.presets), device=device,
                                         data_root=args.data_root, force=args.force, jobs=args.jobs)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
@@ -99,6 +99,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  models: {', '.join(models)}")
         for profile in table.profiles.values():
             print(f"  profile {profile.name}: {profile.description}")
+        print(f"  presets run by default: {', '.join(table.presets)}")
     print(f"planned (not implemented yet): {', '.join(PLANNED)}")
     for preset in PRESETS.values():
         print(f"preset {preset.name}: Adam lr {preset.lr0:g} -> {preset.lr_min:g}; {preset.why}")
@@ -122,12 +123,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("reproduce", help="train, compare with the paper, write results/<table>.{md,json}")
-    r.add_argument("--table", action="append", required=True, metavar="ID",
-                   help="table id (repeatable); see `python -m sharens list`")
+    r.add_argument("--table", action="append", metavar="ID",
+                   help="table id (repeatable; default: every implemented table); see `python -m sharens list`")
     r.add_argument("--profile", choices=PROFILES, default="quick")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
     r.add_argument("--preset", action="append", choices=("tuned", "paper"), default=None,
-                   help="optimizer preset (repeatable; default tuned)")
+                   help="optimizer preset (repeatable; default: the table's presets, see `list`)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument("--data-root", type=Path, default=None,
                    help="data root (default: $SHARENS_DATA, else datasets/)")
@@ -155,6 +156,4 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if getattr(args, "preset", None) is None and args.command == "reproduce":
-        args.preset = ["tuned"]
     return args.func(args)
