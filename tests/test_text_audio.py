@@ -28,9 +28,10 @@ def need(relpath: str) -> Path:
     return ROOT
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+@pytest.fixture
+def cache() -> Path:
+    """The test session's shared cache (conftest), so IMDB is parsed once for all test modules."""
+    return Path(os.environ["SHARENS_CACHE"])
 
 
 # --- IMDB -------------------------------------------------------------------------------------
