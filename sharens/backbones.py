@@ -174,7 +174,80 @@ class ConvNet(TappedBackbone):
         return taps
 
 
-BACKBONES = {"pyramid_dnn": PyramidDNN, "mlp": MLP, "deep_lstm": DeepLSTM, "convnet": ConvNet}
+class _ResidualPair(nn.Module):
+    """Two 3x3 conv-BN layers (He et al. 2016, CIFAR); `residual` adds the option-A shortcut."""
+
+    def __init__(self, channels_in: int, channels: int, stride: int, residual: bool):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.residual, self.stride, self.extra_channels = residual, stride, channels - channels_in
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """Option A: identity, subsampled and zero-padded in channels when the shape changes (no parameters)."""
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.extra_channels:
+            half = self.extra_channels // 2
+            x = nn.functional.pad(x, (0, 0, 0, 0, half, self.extra_channels - half))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + self.shortcut(x) if self.residual else out)
+
+
+class CifarResNet(TappedBackbone):
+    """He et al.'s CIFAR-10 nets of depth 6n+2: ResNet (`residual`) or the same "plain" net without shortcuts.
+
+    3x3 conv (16) -> 3 stages of n pairs of 3x3 convs on 32, 16, 8 pixel maps with 16, 32,
+    64 filters (stride 2 opens stages 2 and 3) -> global average pool -> the head. Taps
+    after the middle pair and the last pair of every stage; the last tap is the pooled
+    64-d feature, so the baseline (one head there) is exactly the paper's network.
+    `readout` = "pool" lets the other taps' heads read pooled channels (16, 32 or 64
+    numbers), "flatten" the whole map. He (fan-out) initialization.
+    """
+
+    def __init__(self, input_shape: Sequence[int], n: int, residual: bool = True, readout: str = "pool"):
+        super().__init__()
+        if n < 1 or readout not in ("pool", "flatten"):
+            raise ValueError(f"need n >= 1 and readout 'pool' or 'flatten', got n={n}, readout={readout!r}")
+        channels, size = input_shape[0], input_shape[-1]
+        self.stem = nn.Sequential(nn.Conv2d(channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.blocks = nn.ModuleList()
+        self.readout, self.tap_features, self._tap_after = readout, {}, {}
+        channels_in = 16
+        for stage, channels in enumerate((16, 32, 64), start=1):
+            if stage > 1:
+                size //= 2
+            for i in range(1, n + 1):
+                stride = 2 if stage > 1 and i == 1 else 1
+                self.blocks.append(_ResidualPair(channels_in, channels, stride, residual))
+                channels_in = channels
+                if i in (max(1, n // 2), n) and not (stage == 3 and i == n):
+                    name = f"s{stage}b{i}"
+                    self._tap_after[len(self.blocks)] = name
+                    self.tap_features[name] = channels if readout == "pool" else channels * size * size
+        self.tap_features["pool"] = 64
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        taps = {}
+        for i, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if i in self._tap_after:
+                taps[self._tap_after[i]] = x.mean((2, 3)) if self.readout == "pool" else x
+        taps["pool"] = x.mean((2, 3))
+        return taps
+
+
+BACKBONES = {"pyramid_dnn": PyramidDNN, "mlp": MLP, "deep_lstm": DeepLSTM, "convnet": ConvNet,
+             "cifar_resnet": CifarResNet}
 
 
 def build_backbone(name: str, input_shape: int | Sequence[int], **options) -> TappedBackbone:

@@ -138,3 +138,32 @@ def test_flop_count_includes_the_lstm_layers():
     head = 2 * 48 * 3
     lstm = 2 * 6 * 4 * 8 * (10 + 8) + 2 * 6 * 4 * 8 * (8 + 8)
     assert flops_per_sample(model, torch.randn(2, 60)) == head + lstm
+
+
+@pytest.mark.parametrize("depth, params", [(20, 0.27e6), (32, 0.46e6), (44, 0.66e6), (56, 0.85e6), (110, 1.7e6)])
+def test_cifar_resnet_parameter_counts_match_he_et_al(depth, params):
+    n = (depth - 2) // 6
+    for residual in (True, False):  # option-A shortcuts have no parameters: plain nets count the same
+        net = SharingEnsemble.baseline(build_backbone("cifar_resnet", (3, 32, 32), n=n, residual=residual), 10)
+        count = sum(p.numel() for p in net.parameters())
+        assert float(f"{count:.2g}") == params  # the paper rounds to two significant digits
+
+
+def test_cifar_resnet_taps_mid_and_end_of_each_stage():
+    net = build_backbone("cifar_resnet", (3, 32, 32), n=3)
+    assert net.tap_features == {"s1b1": 16, "s1b3": 16, "s2b1": 32, "s2b3": 32, "s3b1": 64, "pool": 64}
+    taps = net(torch.randn(2, 3, 32, 32))
+    assert list(taps) == list(net.tap_features) and taps["pool"].shape == (2, 64)
+    flat = build_backbone("cifar_resnet", (3, 32, 32), n=3, readout="flatten")
+    assert flat.tap_features["s1b1"] == 16 * 32 * 32 and flat.tap_features["s2b3"] == 32 * 16 * 16
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads_channels():
+    from sharens.backbones import _ResidualPair
+
+    block = _ResidualPair(16, 32, stride=2, residual=True)
+    x = torch.randn(2, 16, 8, 8)
+    short = block.shortcut(x)
+    assert short.shape == (2, 32, 4, 4)
+    torch.testing.assert_close(short[:, 8:24], x[:, :, ::2, ::2])
+    assert short[:, :8].abs().sum() == 0 and short[:, 24:].abs().sum() == 0
