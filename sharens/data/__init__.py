@@ -93,8 +93,9 @@ def _write_cache(path: Path, result: dict) -> None:
             views = {f"{_VIEW}{v}__{part}": a for v, pair in result.get("views", {}).items()
                      for part, a in zip(("train", "test"), pair, strict=True)}
             # compressed: IMDB's dense tf-idf view is mostly zeros
-            np.savez_compressed(f, **{k: result[k] for k in _ARRAYS}, **views, classes=np.array(result["classes"]),
-                     info=np.array(json.dumps(result["info"], sort_keys=True)))
+            np.savez_compressed(f, **{k: result[k] for k in _ARRAYS}, **views,
+                                classes=np.array(result["classes"]),
+                                info=np.array(json.dumps(result["info"], sort_keys=True)))
         os.chmod(f.name, 0o644)  # temp files are private; a cache may be shared
         os.replace(f.name, path)
     except OSError as exc:

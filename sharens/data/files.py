@@ -1,8 +1,8 @@
 """The official data files: where they live, their checksums, and how to get them.
 
 Everything downstream trusts these bytes, so each file is checked against its
-published sha256 before use. Hashing is done once per (file, cache): a stamp in
-the cache dir remembers that this exact file (path, size, mtime) was verified.
+published sha256 before use. Hashing is done once per (file, cache): the cache
+dir remembers the hash of this exact file (path, size, mtime).
 """
 
 from __future__ import annotations
@@ -140,21 +140,11 @@ def verify(relpath: str, root: str | os.PathLike | None = None, cache: str | os.
     path = root / relpath
     if not path.is_file():
         raise DataError(f"data file {relpath!r} not found: looked for {path}. {_how_to_get(entry, root)}")
-    stat = path.stat()
-    stamp_key = f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\0{entry.sha256}"
-    stamp = cache_dir(cache) / "verified" / hashlib.sha256(stamp_key.encode()).hexdigest()[:32]
-    if stamp.exists():
-        return path
-    found = _sha256(path)
+    found = file_sha256(path, cache)
     if found != entry.sha256:
         raise DataError(f"data file {relpath!r} at {path} is corrupt or not the official file: "
                         f"expected sha256 {entry.sha256}, found {found}. Delete it and get it again. "
                         f"{_how_to_get(entry, root)}")
-    try:
-        stamp.parent.mkdir(exist_ok=True)
-        stamp.write_text(f"{path}\n{entry.sha256}\n")
-    except OSError:
-        pass  # a read-only cache only costs re-hashing next time
     return path
 
 
