@@ -1,7 +1,8 @@
 """Readers for the UCI tables LETTER, ADULT and YEAST.
 
-Each reader takes {relpath: verified path} (and the cache dir, unused here) and returns the split as a dict of
-x_train, y_train, x_test, y_test (float32 / int64), classes and info. All
+Each reader takes {relpath: verified path} (and the cache dir, unused here) and
+returns the split as a dict of x_train, y_train, x_test, y_test (float32 /
+int64), classes and info. All
 statistics (means, stds, one-hot categories) come from the training rows only,
 so nothing about the test set leaks into the inputs.
 """
