@@ -204,10 +204,10 @@ def test_corrupt_file_reports_both_hashes(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(DataError, match="letter, adult, yeast, semg, imdb, gtzan"):
-        load_dataset("mnist")
+    with pytest.raises(DataError, match="letter, adult, yeast, semg, imdb, gtzan, mnist, cifar10"):
+        load_dataset("svhn")
     with pytest.raises(DataError, match="known"):
-        files.download("mnist", "unused")
+        files.download("svhn", "unused")
 
 
 def test_data_root_and_cache_dir_precedence(tmp_path, monkeypatch):

@@ -22,6 +22,9 @@ SEMG_ZIP_URL = "https://archive.ics.uci.edu/static/public/313/semg+for+basic+han
 SEMG_ZIP_NAME = SEMG_ZIP_URL.rsplit("/", 1)[1]
 SEMG_ZIP_FOLDER = "Database 1"
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+# torchvision's mirror of the official MNIST files (yann.lecun.com/exdb/mnist often refuses downloads)
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 class DataError(Exception):
@@ -43,6 +46,11 @@ class DataFile:
 def _uci(relpath: str, sha256: str, folder: str, dataset_id: int, title: str) -> DataFile:
     url = f"{UCI_BASE}/{folder}/{relpath.rsplit('/', 1)[1]}"
     return DataFile(relpath, sha256, url, f"download {url} (UCI ML repository dataset {dataset_id}, {title})")
+
+
+def _mnist(name: str, sha256: str) -> DataFile:
+    url = MNIST_URL + name
+    return DataFile(f"mnist/{name}", sha256, url, f"download {url} (MNIST, LeCun et al. 1998)")
 
 
 def _semg(name: str, sha256: str) -> DataFile:
@@ -70,6 +78,18 @@ MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
     # the same reviews repacked with xz and without train/unsup (the project's shared data root)
     DataFile("imdb/aclImdb_v1_labeled.tar.xz", "b52855f5949e630aa2c86ceb85a4c76ad02690705c2a4dc05464029772ac9708",
              IMDB_URL, f"it is a repack of the official archive; get the official one instead: {IMDB_URL}"),
+    _mnist("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+    _mnist("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+    _mnist("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+    _mnist("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+    # official archive (md5 c58f30108f718f92721af3b95e74349a; Keras' loader pins the same sha256)
+    DataFile("cifar10/cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+             CIFAR_URL, f"download {CIFAR_URL} (CIFAR-10 python version, Krizhevsky 2009)"),
+    # the project's shared repack (xz; test set partly lossy and reordered) and the file saying which rows are
+    DataFile("cifar10/cifar-10-python.tar.xz", "8b8debd2aa6de99447923d5aa1f57f47c5884d23edcca950347894d0e1fa6527",
+             CIFAR_URL, f"it is a repack of the official archive; get the official one instead: {CIFAR_URL}"),
+    DataFile("cifar10/test_provenance.csv", "331fe2a504ec9d440227b5fea847b12d03d7f96dbed179fa80804754830ff039",
+             CIFAR_URL, f"it comes with the repack only; get the official archive instead: {CIFAR_URL}"),
 )}
 
 DATASET_FILES: dict[str, tuple[str, ...]] = {
@@ -78,6 +98,9 @@ DATASET_FILES: dict[str, tuple[str, ...]] = {
     "yeast": ("uci/yeast.data",),
     "semg": tuple(f"semg/{s}.mat" for s in ("female_1", "female_2", "female_3", "male_1", "male_2")),
     "imdb": ("imdb/aclImdb_v1.tar.gz",),  # what `download` fetches; the reader accepts alternatives
+    "mnist": tuple(f"mnist/{part}-{kind}-idx{dims}-ubyte.gz" for part in ("train", "t10k")
+                   for kind, dims in (("images", 3), ("labels", 1))),
+    "cifar10": ("cifar10/cifar-10-python.tar.gz",),  # what `download` fetches; the reader accepts the repack
 }
 
 
