@@ -42,3 +42,12 @@ def regress(session):
     """Smoke-profile run compared with the committed reference in results/smoke/."""
     session.install("-e", ".")
     session.run("python", "-m", "sharens.regress", *session.posargs, env=_data_env())
+
+
+@nox.session
+def bench(session):
+    """Train-step throughput (SE / baseline, harness overhead) -> results/bench/<device>.{md,json}."""
+    session.install("-e", ".[bench]")
+    raw = ".bench.json"
+    session.run("pytest", "bench", "-q", "-p", "no:cacheprovider", f"--benchmark-json={raw}")
+    session.run("python", "bench/summarize.py", raw)
