@@ -44,7 +44,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         try:
             records, errors = run_table(table, args.profile, out=args.out, seeds=args.seeds,
-                                        presets=args.preset or list(table.presets), device=device,
+                                        presets=args.preset, device=device,
                                         data_root=args.data_root, force=args.force, jobs=args.jobs)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)

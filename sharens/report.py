@@ -31,18 +31,25 @@ def _status(records: list[dict]) -> str:
     bad = [r for r in records if r["status"] != "ok"]
     if not bad:
         return "ok"
-    steps = ", ".join(f"seed {r['seed']} at step {r.get('diverged_at_step')}" for r in bad)
-    return f"{bad[0]['status']} ({len(bad)}/{len(records)}: {steps})"
+    steps = ", ".join(str(r.get("diverged_at_step")) for r in bad)
+    return f"{bad[0]['status']} ({len(bad)}/{len(records)} seeds, at step {steps})"
+
+
+def _comparable(table: Table, dataset: str, records: list[dict]) -> bool:
+    """Were these cells run on the paper's split sizes (not a partial copy, not a profile's slice)?"""
+    split = table.paper_split.get(dataset)
+    return split is None or all((r["n_train"], r["n_test"]) == tuple(split) for r in records)
 
 
 def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, records: list[dict]) -> dict:
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = _ok(records)
     paper = table.paper.get(model, {}).get(dataset)
     values = [r["accuracy"] for r in ok]
     accuracy = stats.summarize(values)
-    split = table.paper_split.get(dataset)
-    comparable = split is None or all((r["n_train"], r["n_test"]) == tuple(split) for r in records)
-    verdict = stats.row_verdict(values, paper, table.tolerance) if comparable else stats.NOT_COMPARABLE
+    if _comparable(table, dataset, records):
+        verdict = stats.row_verdict(values, paper, table.tolerance)
+    else:
+        verdict = stats.NOT_COMPARABLE
     return {
         "dataset": dataset, "model": model, "kind": kind, "preset": preset,
         "paper": paper, "quoted_from": table.quoted.get(model),
@@ -61,6 +68,10 @@ def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, 
     }
 
 
+def _ok(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == "ok"]
+
+
 def _by_seed(records: list[dict]) -> dict[int, float]:
     return {r["seed"]: r["accuracy"] for r in records if r["status"] == "ok"}
 
@@ -77,11 +88,13 @@ def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]
         if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(pair.name, {}):
             paper_gain = paper[pair.se_name][dataset] - paper[pair.name][dataset]
         gain = stats.paired_difference(_by_seed(se), _by_seed(base))
+        verdict = stats.claim_verdict(gain, paper_gain, table.tolerance)
         claim = {
             "dataset": dataset, "pair": pair.name, "preset": preset,
             "paper_gain": paper_gain, "gain": gain,
-            "verdict": stats.claim_verdict(gain, paper_gain, table.tolerance),
-            "se_over_baseline_train_time": _ratio(_mean(se, "train_seconds"), _mean(base, "train_seconds")),
+            "verdict": verdict if _comparable(table, dataset, base + se) else stats.NOT_COMPARABLE,
+            # finished runs only: a diverged run stops early and would flatter its side
+            "se_over_baseline_train_time": _ratio(_mean(_ok(se), "train_seconds"), _mean(_ok(base), "train_seconds")),
         }
         ensemble = next((v for (d, m, p), v in groups.items()
                          if d == dataset and p == preset and m.startswith(pair.name + " x")), None)
@@ -89,7 +102,7 @@ def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]
             claim["ensemble_model"] = ensemble[0]["model"]
             claim["se_minus_ensemble"] = stats.paired_difference(_by_seed(se), _by_seed(ensemble))
             claim["ensemble_over_se_train_time"] = _ratio(
-                _mean(ensemble, "train_seconds"), _mean(se, "train_seconds"))
+                _mean(_ok(ensemble), "train_seconds"), _mean(_ok(se), "train_seconds"))
         claims.append(claim)
     return claims
 
@@ -157,7 +170,7 @@ def _accuracy_cell(row: dict) -> str:
     if a is None:
         return "cited, not re-run"
     if not a["n"]:
-        return row["status"]
+        return "no finished run"
     std = f" ± {a['std']:.2f}" if a["std"] is not None else ""
     return f"{a['mean']:.2f}{std} (n={a['n']})"
 
@@ -180,6 +193,10 @@ def markdown(doc: dict, table: Table) -> str:
         f"A row counts as reproduced within ±{doc['tolerance']:g} points of the paper.",
         "",
     ]
+    if any(r.get("verdict") == stats.NOT_COMPARABLE for r in doc["rows"]):
+        splits = ", ".join(f"{d} {a:,}/{b:,}" for d, (a, b) in table.paper_split.items())
+        lines += [f"**Not comparable with the paper:** this run's train/test sizes (in each heading) differ from "
+                  f"the paper's ({splits}), so its rows test the pipeline, not the paper's numbers.", ""]
     for dataset in table.datasets:
         rows = [r for r in doc["rows"] if r["dataset"] == dataset]
         if not rows:

@@ -271,7 +271,7 @@ def run_table(
     *,
     out: Path,
     seeds: int | None = None,
-    presets: list[str] = ("tuned",),
+    presets: list[str] | None = None,
     device: torch.device = CPU,
     data_root: Path | None = None,
     force: bool = False,
@@ -280,19 +280,20 @@ def run_table(
 ) -> tuple[list[dict], list[str]]:
     """Run (or resume) every cell of `table`; return (records, errors).
 
-    Finished cells are saved as they complete and skipped on a rerun unless
-    `force`; a cell that raises is reported in `errors` and the run goes on.
+    `presets` default to the table's. Finished cells are saved as they complete
+    and skipped on a rerun unless `force`; a cell that raises is reported in `errors` and the run goes on.
     `jobs` > 1 runs cells in that many worker processes of one thread each
     (CPU only); every cell seeds itself, so the numbers do not depend on the
     schedule.
     """
     profile = table.profile(profile_name)
+    presets = list(presets or table.presets)
     for preset in presets:
         get_preset(preset)  # fail before any work on a typo
     if jobs > 1 and device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     datasets = list(datasets or table.datasets)
-    cells = plan(table, profile, seeds or profile.seeds, list(presets), datasets)
+    cells = plan(table, profile, seeds or profile.seeds, presets, datasets)
     store = CellStore(out, table.id, profile.name)
     torch.use_deterministic_algorithms(True, warn_only=True)
     records, errors = {}, []  # records by cell file name

@@ -12,8 +12,8 @@ VERDICT_RULES = """\
 - a row is `reproduced` when |our mean - paper| <= tolerance; `not reproduced`
   when the 95% t-interval of our mean lies wholly outside paper +/- tolerance;
   otherwise `inconclusive` (too few seeds or too much spread to tell).
-- a row measured on a split of other size than the paper's (a partial data
-  set, or the smoke profile's slices) is `not comparable`.
+- a row or claim measured on a split of other size than the paper's (a partial
+  data set, or the smoke profile's slices) is `not comparable`.
 - the claim "SE beats its baseline" is `reproduced` when the 95% t-interval of
   the paired difference (SE - baseline, same seeds) lies above 0; `not reproduced`
   when its upper end is at or below 0, or below the paper's own gain minus the

@@ -39,6 +39,8 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
         p.weighted_vote_holdout for p in table.pairs) else set())
     assert {r["kind"] for r in run_rows} == kinds
     for row in run_rows:
+        if row["preset"] == "paper" and row["status"].startswith("diverged"):
+            continue  # Adam at lr 0.5 may blow up: recorded, not an error
         assert row["accuracy"]["n"] == 2 and row["status"] == "ok"
         assert 0 <= row["accuracy"]["mean"] <= 100 and row["train_samples_per_s"] > 0
     cited = [r for r in doc["rows"] if r["kind"] == "cited"]
@@ -52,7 +54,7 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     for weighted in (c for c in doc["cells"] if c["kind"] == "se_weighted"):
         assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
     # a smoke run is on slices of the data: never compared with the paper's full-split numbers
-    assert {r["verdict"] for r in run_rows if r["paper"] is not None} == {"not comparable"}
+    assert {r["verdict"] for r in run_rows if r["paper"] is not None and r["accuracy"]["n"]} == {"not comparable"}
     assert (smoke_out / f"{table_id}.png").read_bytes().startswith(b"\x89PNG")
     markdown = (smoke_out / f"{table_id}.md").read_text()
     assert "cited, not re-run" in markdown and "Claim: SE beats its baseline" in markdown
@@ -63,9 +65,9 @@ def test_same_seed_same_numbers(smoke_out, data_root, tmp_path):
     """A forced rerun on this machine reproduces every accuracy bit for bit."""
     records, errors = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, force=True)
     assert not errors
-    rerun = {(r["model"], r["seed"]): r.get("accuracy") for r in records}
+    rerun = {(r["model"], r["preset"], r["seed"]): r.get("accuracy") for r in records}
     first = json.loads((smoke_out / "table5_semg.json").read_text())["cells"]
-    assert rerun == {(r["model"], r["seed"]): r.get("accuracy") for r in first}
+    assert rerun == {(r["model"], r["preset"], r["seed"]): r.get("accuracy") for r in first}
 
 
 def test_parallel_cells_give_the_sequential_numbers(smoke_out, data_root, tmp_path):
@@ -73,11 +75,12 @@ def test_parallel_cells_give_the_sequential_numbers(smoke_out, data_root, tmp_pa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sequential, errors = run_table(get_table("table4_gtzan"), "smoke", out=tmp_path / "a", data_root=data_root)
+        sequential, errors = run_table(get_table("table4_gtzan"), "smoke", out=tmp_path / "a", data_root=data_root,
+                                       presets=["tuned"])
     finally:
         torch.set_num_threads(threads)
     parallel, more_errors = run_table(get_table("table4_gtzan"), "smoke", out=tmp_path / "b",
-                                      data_root=data_root, jobs=2)
+                                      data_root=data_root, presets=["tuned"], jobs=2)
     assert not errors and not more_errors
     assert [(r["model"], r["seed"], r["accuracy"]) for r in parallel] == \
         [(r["model"], r["seed"], r["accuracy"]) for r in sequential]
@@ -107,7 +110,7 @@ def test_rerun_skips_finished_cells(smoke_out, data_root):
 def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
     cells = tmp_path / "cells" / "table5_semg" / "smoke"
     cmd = [sys.executable, "-m", "sharens", "reproduce", "--table", "table5_semg", "--profile", "smoke",
-           "--out", str(tmp_path), "--data-root", str(data_root)]
+           "--preset", "tuned", "--out", str(tmp_path), "--data-root", str(data_root)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
     deadline = time.time() + 120
     while len(list(cells.glob("*.json"))) < 5 and time.time() < deadline and proc.poll() is None:
