@@ -167,3 +167,17 @@ def test_option_a_shortcut_subsamples_and_zero_pads_channels():
     assert short.shape == (2, 32, 4, 4)
     torch.testing.assert_close(short[:, 8:24], x[:, :, ::2, ::2])
     assert short[:, :8].abs().sum() == 0 and short[:, 24:].abs().sum() == 0
+
+
+def test_first_layer_gradient_norm_matches_autograd_and_leaves_no_grads():
+    from sharens.diagnostics import first_layer, first_layer_gradient_norm
+
+    torch.manual_seed(0)
+    net = build_backbone("convnet", (1, 8, 8), dims=2, layers=((4, 1),) * 6, activation="tanh", batch_norm=False)
+    model = SharingEnsemble(net, 3, heads_per_tap=2)
+    x, y = torch.randn(5, 1, 8, 8), torch.randint(0, 3, (5,))
+    norm = first_layer_gradient_norm(model, x, y)
+    assert first_layer(model) is net.layers[0][0].weight
+    assert all(p.grad is None for p in model.parameters())
+    model.loss(model(x), y).backward()
+    assert norm == pytest.approx(net.layers[0][0].weight.grad.norm().item())
