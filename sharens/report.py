@@ -17,7 +17,7 @@ from tabulate import tabulate
 from sharens import plots, provenance, stats
 from sharens.benchmark import Table
 from sharens.cells import write_json_atomic
-from sharens.training import PRESETS
+from sharens.training import describe
 
 SCHEMA = "sharens.table/1"
 
@@ -148,7 +148,8 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
     devices = sorted({r["provenance"]["device"] for r in records})
     return {
         "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
-        "presets": {p: vars(PRESETS[p]) for p in presets},
+        # as the cells ran them (a preset's definition may have changed since)
+        "presets": {r["preset"]: r["config"]["preset"] for r in records if r["preset"]},
         "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES,
         "rows": rows, "claims": claims,
         "data": {r["dataset"]: r.get("data") for r in records},
@@ -245,9 +246,8 @@ def markdown(doc: dict, table: Table) -> str:
         lines += [tabulate(body, headers=["Data set", "Model", "Preset", "Vote", "Hard vote",
                                           "Best head", "Last head"], tablefmt="github"), ""]
     lines += ["## Settings", ""]
-    for name, preset in doc["presets"].items():
-        lines.append(f"- Preset `{name}`: Adam, lr {preset['lr0']:g} → {preset['lr_min']:g} "
-                     f"exponential per step; {preset['why']}.")
+    for name, preset in sorted(doc["presets"].items()):
+        lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
     profile = table.profiles[doc["profile"]]
     lines.append(f"- Profile `{profile.name}`: {profile.description}")
     for pair in table.pairs:

@@ -89,7 +89,7 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                         "pair": pair.name, "backbone": pair.backbone, "options": pair.options_for(dataset),
                         "inputs": pair.inputs, "epochs": profile.epochs_for(dataset, pair.name),
                         "batch_size": table.batch_size,
-                        "preset": vars(get_preset(preset)), **_data_config(profile),
+                        "preset": get_preset(preset).config(), **_data_config(profile),
                     }
                     se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
                     cells.append(Cell(table.id, dataset, pair.name, "baseline", preset, seed, base))

@@ -1,14 +1,18 @@
-"""One training loop for every benchmark: Adam with exponential decay, data on the device.
+"""One training loop for every benchmark, data on the device.
 
 The whole training set is a pair of tensors on the device; each epoch is one
-`randperm` and a slice per mini-batch, so there is no per-sample Python work.
+`randperm` and a slice per mini-batch (optionally augmented on the device, a
+whole batch at once), so there is no per-sample Python work. A `Preset` says
+which optimizer and learning-rate schedule: the SE paper's Adam with exponential
+decay, or He et al.'s SGD with momentum, weight decay and step decay.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from tqdm.auto import tqdm
@@ -20,12 +24,50 @@ EXPLODED_LOSS = 1e4  # a summed cross-entropy this large means training has blow
 
 @dataclass(frozen=True)
 class Preset:
-    """Optimizer hyper-parameters: Adam whose rate decays exponentially lr0 -> lr_min."""
+    """Optimizer hyper-parameters.
+
+    Default: Adam whose rate decays exponentially per step from `lr0` to `lr_min`.
+    With `optimizer="sgd"`: SGD with `momentum` and `weight_decay`; `milestones`
+    (fractions of the run) switch to step decay, the rate divided by 10 at each;
+    `warmup_steps` steps at `warmup_lr` first (He et al.'s ResNet-110).
+    """
 
     name: str
     lr0: float
     lr_min: float
     why: str
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    milestones: tuple[float, ...] = ()
+    warmup_steps: int = 0
+    warmup_lr: float = 0.0
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"preset {self.name}: optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if any(not 0 < m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"preset {self.name}: milestones must be increasing fractions of the run in (0, 1)")
+
+    def config(self) -> dict:
+        """What determines a result: the core fields, plus every other field not at its default."""
+        core = ("name", "lr0", "lr_min", "why")
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in core or getattr(self, f.name) != f.default}
+
+
+def describe(preset: dict) -> str:
+    """One line for a report, from a preset's `config()` (as stored with every cell)."""
+    if preset.get("optimizer", "adam") == "adam":
+        text = f"Adam, lr {preset['lr0']:g} → {preset['lr_min']:g} exponential per step"
+    else:
+        text = (f"SGD, momentum {preset.get('momentum', 0):g}, weight decay {preset.get('weight_decay', 0):g}, "
+                f"lr {preset['lr0']:g}")
+    if preset.get("milestones"):
+        text += ", divided by 10 at " + ", ".join(f"{m:.0%}" for m in preset["milestones"]) + " of the run"
+    if preset.get("warmup_steps"):
+        text += f", after {preset['warmup_steps']} warm-up steps at {preset['warmup_lr']:g}"
+    return text
 
 
 PRESETS = {
@@ -75,20 +117,20 @@ def train(
     batch_size: int,
     seed: int,
     desc: str = "train",
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train `model` in place on (x, y), which already live on the model's device.
 
-    Stops early, returning `diverged_at_step`, when the loss turns NaN/inf or
-    exceeds `EXPLODED_LOSS`. Losses stay on the device and are checked once per
-    epoch, so the check costs no synchronisation per step.
+    `augment(batch, generator)`, if given, transforms each mini-batch on the
+    device. Stops early, returning `diverged_at_step`, when the loss turns
+    NaN/inf or exceeds `EXPLODED_LOSS`. Losses stay on the device and are
+    checked once per epoch, so the check costs no synchronisation per step.
     """
     device = x.device
     batch_size = min(batch_size, len(x))
     steps_per_epoch = len(x) // batch_size  # the ragged last batch is dropped (batch norm)
     total_steps = epochs * steps_per_epoch
-    optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr0, fused=True)  # one kernel for all params
-    gamma = (preset.lr_min / preset.lr0) ** (1 / max(1, total_steps - 1))
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+    optimizer, schedule = _optimizer(model, preset, total_steps)
     generator = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(steps_per_epoch, device=device)
 
@@ -100,7 +142,8 @@ def train(
         order = torch.randperm(len(x), device=device, generator=generator)
         for b in range(steps_per_epoch):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            loss = model.loss(model(x[idx]), y[idx])
+            batch = x[idx] if augment is None else augment(x[idx], generator)
+            loss = model.loss(model(batch), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -115,6 +158,27 @@ def train(
         step += steps_per_epoch
     _sync(device)
     return TrainResult(time.perf_counter() - start, step, step * batch_size, float(losses[-1]))
+
+
+def _optimizer(model: torch.nn.Module, preset: Preset, total_steps: int):
+    """(optimizer, per-step scheduler) of a preset; fused kernels: one launch for all parameters."""
+    if preset.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr0, weight_decay=preset.weight_decay, fused=True)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=preset.lr0, momentum=preset.momentum,
+                                    weight_decay=preset.weight_decay, fused=True)
+    if not preset.milestones:
+        gamma = (preset.lr_min / preset.lr0) ** (1 / max(1, total_steps - 1))
+        return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
+    steps = [round(m * total_steps) for m in preset.milestones]
+    warm = preset.warmup_lr / preset.lr0
+
+    def factor(step: int) -> float:
+        if step < preset.warmup_steps:
+            return warm
+        return 0.1 ** sum(step >= s for s in steps)
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @torch.no_grad()

@@ -87,3 +87,58 @@ def test_holdout_split_is_disjoint_seeded_and_sized():
     assert not set(fit.tolist()) & set(held.tolist())
     assert torch.equal(held, holdout_split(1000, 0.1, seed=4)[1])
     assert not torch.equal(held, holdout_split(1000, 0.1, seed=5)[1])
+
+
+def _rates(preset, total_steps):
+    from sharens.training import _optimizer
+
+    model = torch.nn.Linear(2, 2)
+    optimizer, schedule = _optimizer(model, preset, total_steps)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return optimizer, rates
+
+
+def test_he_et_al_sgd_schedule_with_warmup():
+    preset = Preset("resnet", 0.1, 0.0, "He et al.", optimizer="sgd", momentum=0.9, weight_decay=1e-4,
+                    milestones=(0.5, 0.75), warmup_steps=2, warmup_lr=0.01)
+    optimizer, rates = _rates(preset, 8)
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert optimizer.param_groups[0]["momentum"] == 0.9 and optimizer.param_groups[0]["weight_decay"] == 1e-4
+    expected = [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    assert all(abs(a - b) < 1e-12 for a, b in zip(rates, expected, strict=True))
+
+
+def test_exponential_schedule_ends_at_lr_min():
+    _, rates = _rates(PRESETS["tuned"], 50)
+    assert rates[0] == PRESETS["tuned"].lr0 and abs(rates[-1] - PRESETS["tuned"].lr_min) < 1e-9
+
+
+def test_preset_config_names_only_what_differs_from_adam_defaults():
+    """Stored cells are keyed by this dict: the Adam presets must keep their four fields."""
+    assert set(PRESETS["tuned"].config()) == {"name", "lr0", "lr_min", "why"}
+    sgd = Preset("s", 0.1, 0, "", optimizer="sgd", momentum=0.9, milestones=(0.5,))
+    assert sgd.config()["milestones"] == (0.5,) and "warmup_steps" not in sgd.config()
+    for bad in ({"optimizer": "rmsprop"}, {"milestones": (0.8, 0.5)}, {"milestones": (1.5,)}):
+        try:
+            Preset("bad", 0.1, 0.0, "", **bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")
+
+
+def test_augmentation_sees_every_batch_on_the_device_with_the_seeded_generator():
+    seen = []
+
+    def augment(batch, generator):
+        seen.append((batch.shape, type(generator)))
+        return batch + 0.0
+
+    torch.manual_seed(0)
+    model = SharingEnsemble(build_backbone("pyramid_dnn", 10, first_width=8, depth=2), 2, heads_per_tap=1)
+    x, y = _task(n=256)
+    train(model, x, y, preset=PRESETS["tuned"], epochs=2, batch_size=64, seed=0, augment=augment)
+    assert seen == [((64, 10), torch.Generator)] * 8
