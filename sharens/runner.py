@@ -22,7 +22,7 @@ from sharens.cells import Cell, CellStore
 from sharens.classic import build_classic
 from sharens.data import Dataset, load_dataset
 from sharens.ensemble import SharingEnsemble
-from sharens.training import TrainResult, get_preset, predict_logits, train
+from sharens.training import TrainResult, predict_logits, train
 from sharens.voting import head_accuracies, predict
 
 SUBSET_SEED = 0  # smoke/quick slices are the same for every seed and model
@@ -89,7 +89,7 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                         "pair": pair.name, "backbone": pair.backbone, "options": pair.options_for(dataset),
                         "inputs": pair.inputs, "epochs": profile.epochs_for(dataset, pair.name),
                         "batch_size": table.batch_size,
-                        "preset": get_preset(preset).config(), **_data_config(profile),
+                        "preset": table.preset(preset).config(), **_data_config(profile),
                     }
                     se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
                     cells.append(Cell(table.id, dataset, pair.name, "baseline", preset, seed, base))
@@ -141,7 +141,7 @@ def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch
     else:
         model = SharingEnsemble.baseline(backbone, data.num_classes)
     model.to(x.device)
-    result = train(model, x, y, preset=get_preset(preset), epochs=profile.epochs_for(data.name, pair.name),
+    result = train(model, x, y, preset=table.preset(preset), epochs=profile.epochs_for(data.name, pair.name),
                    batch_size=table.batch_size, seed=seed, desc=desc)
     start = time.perf_counter()
     logits = predict_logits(model, x_test)
@@ -289,7 +289,7 @@ def run_table(
     profile = table.profile(profile_name)
     presets = list(presets or table.presets)
     for preset in presets:
-        get_preset(preset)  # fail before any work on a typo
+        table.preset(preset)  # fail before any work on a typo
     if jobs > 1 and device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     datasets = list(datasets or table.datasets)

@@ -181,3 +181,18 @@ def test_list_names_tables_profiles_and_presets(capsys):
     for word in ("table7_uci", "table5_semg", "table6_imdb", "table4_gtzan", "DNN+SE", "Deep LSTM+SE",
                  "Deep CNN+SE", "profile full", "preset paper"):
         assert word in out
+
+
+def test_a_table_can_give_a_preset_name_its_own_meaning():
+    import dataclasses
+
+    from sharens.runner import plan
+
+    table = get_table("table7_uci")
+    own = training.Preset("paper", 0.1, 1e-3, "Figure 2's rate")
+    changed = dataclasses.replace(table, preset_overrides={"paper": own})
+    assert changed.preset("paper") is own and changed.preset("tuned") is training.PRESETS["tuned"]
+    cells = plan(changed, changed.profile("smoke"), 1, ["paper"], ["yeast"])
+    assert {c.config["preset"]["lr0"] for c in cells if c.preset} == {0.1}
+    with pytest.raises(ValueError, match="unknown preset"):
+        changed.preset("fast")
