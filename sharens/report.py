@@ -180,12 +180,18 @@ def _rate(x: float | None) -> str:
     return "" if x is None else f"{x:,.0f}"
 
 
+def _seed_note(table: Table, doc: dict) -> str:
+    planned = table.profiles[doc["profile"]].seeds
+    ran = len(doc["provenance"]["seeds"])
+    return f" ({ran} of the profile's {planned}, chosen with --seeds)" if ran != planned else ""
+
+
 def markdown(doc: dict, table: Table) -> str:
     prov = doc["provenance"]
     lines = [
         f"# {doc['title']}",
         "",
-        f"Profile **{doc['profile']}**, seeds {prov['seeds']}, device {', '.join(prov['devices'])}, "
+        f"Profile **{doc['profile']}**, seeds {prov['seeds']}{_seed_note(table, doc)}, device {', '.join(prov['devices'])}, "
         f"cells run at git {', '.join(g[:12] + g[40:] for g in prov['cell_git_revisions'])}, "
         f"torch {prov['versions']['torch']}. "
         f"Compute, summed over cells: {prov['cell_wall_seconds_total'] / 60:.1f} min ("
