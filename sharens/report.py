@@ -191,7 +191,8 @@ def markdown(doc: dict, table: Table) -> str:
     lines = [
         f"# {doc['title']}",
         "",
-        f"Profile **{doc['profile']}**, seeds {prov['seeds']}{_seed_note(table, doc)}, device {', '.join(prov['devices'])}, "
+        f"Profile **{doc['profile']}**, seeds {prov['seeds']}{_seed_note(table, doc)}, "
+        f"device {', '.join(prov['devices'])}, "
         f"cells run at git {', '.join(g[:12] + g[40:] for g in prov['cell_git_revisions'])}, "
         f"torch {prov['versions']['torch']}. "
         f"Compute, summed over cells: {prov['cell_wall_seconds_total'] / 60:.1f} min ("
