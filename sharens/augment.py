@@ -24,3 +24,18 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4, generator: torch.Ge
     index = torch.arange(n, device=device).view(n, 1, 1, 1)
     channels = torch.arange(images.shape[1], device=device).view(1, -1, 1, 1)
     return padded[index, channels, rows, cols.view(n, 1, 1, w)]
+
+
+AUGMENTATIONS = {
+    # He et al.'s CIFAR recipe: pad 4, random 32x32 crop, horizontal flip
+    "crop_flip": lambda images, generator: random_crop_flip(images, 4, generator),
+}
+
+
+def get_augmentation(name: str | None):
+    """The batch transform a table names (None: no augmentation)."""
+    if name is None:
+        return None
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name]

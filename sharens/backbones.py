@@ -246,6 +246,32 @@ class CifarResNet(TappedBackbone):
         return taps
 
 
+class CenteredImages(TappedBackbone):
+    """uint8 pixels in, the wrapped backbone's taps out: scaled to [0, 1] and centred on the per-pixel mean.
+
+    Images stay uint8 on the device (4x less memory and copying than float32)
+    and become floats one mini-batch at a time, inside the model. The mean is
+    the training set's, per pixel and channel (He et al.'s per-pixel mean
+    subtraction); it is a buffer, not a parameter, so parameter counts are the
+    backbone's own.
+    """
+
+    def __init__(self, backbone: TappedBackbone, pixel_mean: torch.Tensor):
+        super().__init__()
+        self.backbone = backbone
+        self.tap_features = backbone.tap_features
+        self.register_buffer("pixel_mean", pixel_mean.float())
+
+    @classmethod
+    def around(cls, backbone: TappedBackbone, x_train: torch.Tensor, chunk: int = 8192) -> CenteredImages:
+        """Wrap `backbone` with the per-pixel mean of the uint8 training images `x_train` (summed in chunks)."""
+        total = sum(x_train[i : i + chunk].sum(0, dtype=torch.float64) for i in range(0, len(x_train), chunk))
+        return cls(backbone, total / (255.0 * len(x_train)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.backbone(x.float().div_(255.0).sub_(self.pixel_mean))
+
+
 BACKBONES = {"pyramid_dnn": PyramidDNN, "mlp": MLP, "deep_lstm": DeepLSTM, "convnet": ConvNet,
              "cifar_resnet": CifarResNet}
 

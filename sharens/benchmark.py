@@ -11,7 +11,7 @@ marked with their source.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from sharens.training import Preset, get_preset
@@ -32,6 +32,9 @@ class Pair:
     train and votes with weights = each head's accuracy there (the paper's
     suggestion for heads that differ a lot). `inputs` names the data set's input
     view the backbone reads (None: its default input, e.g. IMDB's token ids).
+    `sweep` = (family, depth) places the pair on a depth sweep (Figure 2, the
+    ResNet table), which the report plots as accuracy vs depth per family.
+    `preset_changes` replace fields of every preset for this pair only (ResNet-110's warm-up).
     """
 
     name: str
@@ -43,6 +46,8 @@ class Pair:
     tap_weights: Mapping[str, float] | None = None
     independent_ensemble: int = 0
     weighted_vote_holdout: float = 0.0
+    sweep: tuple[str, int] | None = None
+    preset_changes: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
         if not 0 <= self.weighted_vote_holdout < 1:
@@ -77,7 +82,9 @@ class Profile:
     """How much of the work to do: data slices, epochs, seeds, ensemble size.
 
     `train_subset`/`test_subset` = None means the whole split. `pair_epochs`
-    overrides the epochs of one pair (a slow model, such as an LSTM on CPU).
+    overrides the epochs of one pair (a slow model, such as an LSTM on CPU);
+    `pairs`, when given, names the only pairs this profile trains (a CPU profile
+    of a depth sweep keeps its ends).
     """
 
     name: str
@@ -89,6 +96,10 @@ class Profile:
     test_subset: int | None = None
     description: str = ""
     pair_epochs: Mapping[str, int] = field(default_factory=dict)
+    pairs: tuple[str, ...] | None = None
+
+    def runs(self, pair: str) -> bool:
+        return self.pairs is None or pair in self.pairs
 
     def epochs_for(self, dataset: str, pair: str | None = None) -> int:
         if pair in self.pair_epochs:
@@ -116,14 +127,28 @@ class Table:
     presets: tuple[str, ...] = ("tuned", "paper")  # what a run without --preset trains
     # this table's own meaning of a preset name (Figure 2's paper rate differs, the ResNets use SGD)
     preset_overrides: Mapping[str, Preset] = field(default_factory=dict)
+    augment: str | None = None  # a key of sharens.augment.AUGMENTATIONS, applied to every training batch
+    # measure the gradient norm that reaches the first layer, at initialisation and after training
+    probe_gradients: bool = False
+    question: str = ""  # what the table is for, stated at the top of its report
 
     def __post_init__(self):
         object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))
         if self.tolerance < 1.0:
             raise ValueError(f"{self.id}: tolerance must be at least 1 point")
+        names = {pair.name for pair in self.pairs}
+        for profile in self.profiles.values():
+            if profile.pairs is not None and set(profile.pairs) - names:
+                raise ValueError(f"{self.id}: profile {profile.name} names unknown pairs "
+                                 f"{sorted(set(profile.pairs) - names)}")
 
     def preset(self, name: str) -> Preset:
         return self.preset_overrides.get(name) or get_preset(name)
+
+    def preset_for(self, pair: Pair, name: str) -> Preset:
+        """The preset `name` as `pair` trains with it."""
+        preset = self.preset(name)
+        return replace(preset, **pair.preset_changes) if pair.preset_changes else preset
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -135,32 +160,41 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
                       smoke_train: int = 512, smoke_test: int = 256,
                       full_pair_epochs: Mapping[str, int] | None = None,
                       quick_pair_epochs: Mapping[str, int] | None = None,
-                      quick_subset: tuple[int, int] | None = None) -> dict[str, Profile]:
-    """The three profiles every table offers; a table chooses its epochs (per data set or pair) and
-    may make `quick` use fixed random (train, test) subsets of a large data set."""
+                      quick_subset: tuple[int, int] | None = None, quick_seeds: int = 3,
+                      smoke_pairs: tuple[str, ...] | None = None,
+                      quick_pairs: tuple[str, ...] | None = None,
+                      full_epochs_why: str = "the paper gives no epoch count") -> dict[str, Profile]:
+    """The three profiles every table offers; a table chooses its epochs (per data set or pair),
+    may make `quick` use fixed random (train, test) subsets of a large data set and fewer seeds,
+    and may restrict `smoke` and `quick` to some of its pairs."""
     def per_pair(epochs):
         return f", except {dict(epochs)}" if epochs else ""
+
+    def only(pairs):
+        return f"; only {', '.join(pairs)}" if pairs else ""
 
     return {
         "smoke": Profile(
             "smoke", epochs=2, seeds=2, ensemble_size=2, forest_trees=20,
-            train_subset=smoke_train, test_subset=smoke_test,
+            train_subset=smoke_train, test_subset=smoke_test, pairs=smoke_pairs,
             description=f"CI check: {smoke_train} train / {smoke_test} test rows of the real data, "
-                        "2 epochs, 2 seeds, independent ensembles of 2, forests of 20 trees",
+                        "2 epochs, 2 seeds, independent ensembles of 2, forests of 20 trees" + only(smoke_pairs),
         ),
         "quick": Profile(
-            "quick", epochs=quick_epochs, seeds=3, ensemble_size=5, forest_trees=100,
-            pair_epochs=quick_pair_epochs or {},
+            "quick", epochs=quick_epochs, seeds=quick_seeds, ensemble_size=5, forest_trees=100,
+            pair_epochs=quick_pair_epochs or {}, pairs=quick_pairs,
             train_subset=quick_subset[0] if quick_subset else None,
             test_subset=quick_subset[1] if quick_subset else None,
             description=(f"{quick_subset[0]:,} train / {quick_subset[1]:,} test rows (fixed random subsets)"
                          if quick_subset else "the paper's data")
-                        + f", epochs {quick_epochs}{per_pair(quick_pair_epochs)}, 3 seeds, forests of 100 trees",
+                        + f", epochs {quick_epochs}{per_pair(quick_pair_epochs)}, "
+                        f"{quick_seeds} seed{'s' if quick_seeds != 1 else ''}, "
+                        "forests of 100 trees" + only(quick_pairs),
         ),
         "full": Profile(
             "full", epochs=full_epochs, seeds=5, ensemble_size=5, forest_trees=500,
             pair_epochs=full_pair_epochs or {},
             description=f"the paper's data and splits, epochs {full_epochs}{per_pair(full_pair_epochs)} "
-                        "(the paper gives no epoch count), 5 seeds, forests of 500 trees",
+                        f"({full_epochs_why}), 5 seeds, forests of 500 trees",
         ),
     }

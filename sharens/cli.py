@@ -86,8 +86,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmarks import IMPLEMENTED, PLANNED, get_table
-    from sharens.training import PRESETS
+    from benchmarks import IMPLEMENTED, get_table
+    from sharens.training import PRESETS, describe
 
     for table_id in IMPLEMENTED:
         table = get_table(table_id)
@@ -100,9 +100,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for profile in table.profiles.values():
             print(f"  profile {profile.name}: {profile.description}")
         print(f"  presets run by default: {', '.join(table.presets)}")
-    print(f"planned (not implemented yet): {', '.join(PLANNED)}")
+        for preset in table.preset_overrides.values():
+            print(f"  preset {preset.name} (this table's): {describe(preset.config())}; {preset.why}")
     for preset in PRESETS.values():
-        print(f"preset {preset.name}: Adam lr {preset.lr0:g} -> {preset.lr_min:g}; {preset.why}")
+        print(f"preset {preset.name}: {describe(preset.config())}; {preset.why}")
     return 0
 
 

@@ -37,3 +37,40 @@ def accuracy_figure(doc: dict, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
+    """Accuracy vs depth (and, where measured, first-layer gradient norm vs depth): one line per family and
+    variant (baseline solid, SE dashed), one panel per preset; error bars are the std over seeds."""
+    rows = [r for r in doc["rows"] if r.get("sweep") and r["accuracy"] and r["accuracy"]["n"]]
+    presets = sorted({r["preset"] for r in rows})
+    panels = [("accuracy", "test accuracy (%)", lambda r: r["accuracy"], "linear")]
+    if any(r.get("first_layer_gradient_norm") for r in rows):
+        panels.append(("gradient", "first-layer gradient norm at init", lambda r:
+                       (r.get("first_layer_gradient_norm") or {}).get("init"), "log"))
+    out = []
+    for name, ylabel, value, scale in panels:
+        fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4), squeeze=False)
+        for ax, preset in zip(axes[0], presets, strict=True):
+            lines = sorted({(r["sweep"]["family"], r["sweep"]["se"]) for r in rows if r["preset"] == preset})
+            for family, se in lines:
+                points = sorted((r["sweep"]["depth"], value(r)) for r in rows
+                                if r["preset"] == preset and (r["sweep"]["family"], r["sweep"]["se"]) == (family, se)
+                                and value(r) and value(r)["n"])
+                if points:
+                    depths, stats = zip(*points, strict=True)
+                    ax.errorbar(depths, [s["mean"] for s in stats], yerr=[s["std"] or 0 for s in stats],
+                                linestyle="--" if se else "-", marker="o", capsize=3,
+                                label=f"{family}{' +SE' if se else ''}")
+            ax.set_xlabel("depth (layers)")
+            ax.set_ylabel(ylabel)
+            ax.set_yscale(scale)
+            ax.set_title(f"preset {preset}")
+            ax.legend(fontsize=8)
+        fig.suptitle(f"{doc['title']} ({doc['profile']} profile)", fontsize=10)
+        fig.tight_layout()
+        path = stem.with_name(f"{stem.name}_{name}_vs_depth.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        out.append((path, f"{ylabel} vs depth"))
+    return out

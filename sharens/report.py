@@ -54,6 +54,7 @@ def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, 
         "dataset": dataset, "model": model, "kind": kind, "preset": preset,
         "paper": paper, "quoted_from": table.quoted.get(model),
         "accuracy": accuracy,
+        "seeds": [r["seed"] for r in ok],  # of accuracy's values, in order
         "delta": accuracy["mean"] - paper if paper is not None and values else None,
         "verdict": verdict if paper is not None and values else None,
         "status": _status(records),
@@ -65,7 +66,26 @@ def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, 
         "eval_samples_per_s": _mean(records, "eval_samples_per_s"),
         "params": records[0].get("params"),
         "flops_per_sample": records[0].get("flops_per_sample"),
+        **_extras(table, model, ok),
     }
+
+
+def _extras(table: Table, model: str, ok: list[dict]) -> dict:
+    """What only some tables measure: accuracy on test subsets, first-layer gradient norms, the depth sweep."""
+    extras = {}
+    subsets = sorted({name for r in ok for name in r.get("subset_accuracy", {})})
+    if subsets:
+        extras["subset_accuracy"] = {name: stats.summarize([r["subset_accuracy"][name] for r in ok
+                                                            if name in r.get("subset_accuracy", {})])
+                                     for name in subsets}
+    norms = [r["first_layer_gradient_norm"] for r in ok if r.get("first_layer_gradient_norm")]
+    if norms:
+        extras["first_layer_gradient_norm"] = {
+            when: stats.summarize([n[when] for n in norms if when in n]) for when in ("init", "trained")}
+    pair = next((p for p in table.pairs if model in (p.name, p.se_name)), None)
+    if pair is not None and pair.sweep:
+        extras["sweep"] = {"family": pair.sweep[0], "depth": pair.sweep[1], "se": model == pair.se_name}
+    return extras
 
 
 def _ok(records: list[dict]) -> list[dict]:
@@ -148,8 +168,9 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
     devices = sorted({r["provenance"]["device"] for r in records})
     return {
         "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
-        # as the cells ran them (a preset's definition may have changed since)
-        "presets": {r["preset"]: r["config"]["preset"] for r in records if r["preset"]},
+        # as the cells ran them (a preset's definition may have changed since); where a pair changes a
+        # preset (ResNet-110's warm-up) the settings say so, and this shows what most cells ran
+        "presets": _presets_as_run(records),
         "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES,
         "rows": rows, "claims": claims,
         "data": {r["dataset"]: r.get("data") for r in records},
@@ -160,6 +181,14 @@ def build(table: Table, profile: str, records: list[dict]) -> dict:
                        "cell_wall_seconds_total": wall,
                        "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
     }
+
+
+def _presets_as_run(records: list[dict]) -> dict[str, dict]:
+    configs = defaultdict(list)
+    for r in records:
+        if r["preset"]:
+            configs[r["preset"]].append(r["config"]["preset"])
+    return {name: max(found, key=found.count) for name, found in configs.items()}
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -201,6 +230,8 @@ def markdown(doc: dict, table: Table) -> str:
         f"A row counts as reproduced within ±{doc['tolerance']:g} points of the paper.",
         "",
     ]
+    if table.question:
+        lines += [f"**The question:** {table.question}", ""]
     if any(r.get("verdict") == stats.NOT_COMPARABLE for r in doc["rows"]):
         splits = ", ".join(f"{d} {a:,}/{b:,}" for d, (a, b) in table.paper_split.items())
         lines += [f"**Not comparable with the paper:** this run's train/test sizes (in each heading) differ from "
@@ -222,6 +253,7 @@ def markdown(doc: dict, table: Table) -> str:
         ] for r in rows]
         lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "Δ", "Verdict", "Status",
                                           "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
+    lines += _sweep_section(doc) + _subset_section(doc) + _gradient_section(doc)
     if doc["claims"]:
         lines += ["## Claim: SE beats its baseline", "",
                   "Gain = SE − baseline on paired seeds, with its 95% t-interval. "
@@ -257,10 +289,18 @@ def markdown(doc: dict, table: Table) -> str:
         lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
     profile = table.profiles[doc["profile"]]
     lines.append(f"- Profile `{profile.name}`: {profile.description}")
-    for pair in table.pairs:
+    for pair in (p for p in table.pairs if profile.runs(p.name)):
         lines.append(f"- {pair.name}: backbone `{pair.backbone}` {dict(pair.options)}"
                      + (f", per data set {dict(pair.dataset_options)}" if pair.dataset_options else "")
+                     + (f", preset changes {dict(pair.preset_changes)}" if pair.preset_changes else "")
                      + f"; SE puts {pair.heads_per_tap} heads on every tap.")
+    if table.classic:
+        lines.append("- scikit-learn rows: " + ", ".join(
+            f"{c.name} (`{c.estimator}`" + (f" on the `{c.inputs}` view" if c.inputs else "") + ")"
+            for c in table.classic) + "; see `sharens/classic.py` for their settings.")
+    if table.augment:
+        lines.append(f"- Training batches augmented on the device: `{table.augment}` "
+                     "(each image its own random offset and flip); tests see the original images.")
     for dataset, info in doc["data"].items():
         lines += [f"- {dataset} {line}" for line in _data_notes(info or {})]
     lines += [f"- {note}" for note in table.notes]
@@ -268,6 +308,65 @@ def markdown(doc: dict, table: Table) -> str:
     lines += [f"- {q}: rows marked with it are the paper's quotes of that work, not its own runs." for q in quoted]
     lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split()), ""]
     return "\n".join(lines)
+
+
+def _sweep_section(doc: dict) -> list[str]:
+    """Accuracy by depth, one line per family and variant, and what going from the shallowest to the deepest
+    measured net does to it (paired over seeds): degradation shows as a negative change."""
+    rows = [r for r in doc["rows"] if r.get("sweep") and r["accuracy"] and r["accuracy"]["n"]]
+    if not rows:
+        return []
+    depths = sorted({r["sweep"]["depth"] for r in rows})
+    lines_ = sorted({(r["preset"], r["sweep"]["family"], r["sweep"]["se"]) for r in rows})
+    body = []
+    for preset, family, se in lines_:
+        mine = {r["sweep"]["depth"]: r for r in rows
+                if (r["preset"], r["sweep"]["family"], r["sweep"]["se"]) == (preset, family, se)}
+        shallow, deep = mine[min(mine)], mine[max(mine)]
+        change = stats.paired_difference(*(dict(zip(r["seeds"], r["accuracy"]["values"], strict=True))
+                                           for r in (deep, shallow)))
+        ci = f" [{change['ci95'][0]:+.2f}, {change['ci95'][1]:+.2f}]" if change.get("ci95") else ""
+        body.append([preset, family + (" +SE" if se else "")]
+                    + [_pct(mine[d]["accuracy"]["mean"]) if d in mine else "" for d in depths]
+                    + [f"{_pct(change['mean'], signed=True)}{ci} ({min(mine)} → {max(mine)})"
+                       if len(mine) > 1 and change.get("mean") is not None else ""])
+    return ["## Accuracy by depth", "",
+            "Mean test accuracy per depth; the last column is the deepest net measured minus the shallowest "
+            "(paired over seeds, 95% t-interval where there are several): a negative change is degradation.", "",
+            tabulate(body, headers=["Preset", "Net"] + [str(d) for d in depths] + ["Deepest − shallowest"],
+                     tablefmt="github"), ""]
+
+
+def _subset_section(doc: dict) -> list[str]:
+    rows = [r for r in doc["rows"] if r.get("subset_accuracy")]
+    if not rows:
+        return []
+    names = sorted({name for r in rows for name in r["subset_accuracy"]})
+    sizes = {name: n for r in rows for name, n in (doc["data"].get(r["dataset"]) or {}).get("test_subsets", {}).items()}
+    body = [[r["dataset"], r["model"], r.get("preset") or "", _pct(r["accuracy"]["mean"])]
+            + [_accuracy_cell({"accuracy": r["subset_accuracy"].get(name)}) for name in names] for r in rows]
+    return ["## Accuracy on subsets of the test set", "",
+            "The whole test set beside named subsets of it (" + ", ".join(
+                f"{name}: {sizes.get(name, '?'):,} rows" for name in names) + "; see the data notes below).", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "All test rows"] + names, tablefmt="github"), ""]
+
+
+def _gradient_section(doc: dict) -> list[str]:
+    rows = [r for r in doc["rows"] if r.get("first_layer_gradient_norm")]
+    if not rows:
+        return []
+
+    def norm(r, when):
+        s = r["first_layer_gradient_norm"].get(when) or {}
+        return "" if not s.get("n") else f"{s['mean']:.3g}"
+
+    body = [[r["dataset"], r["model"], r.get("preset") or "", norm(r, "init"), norm(r, "trained")] for r in rows]
+    return ["## Gradient reaching the first layer", "",
+            "L2 norm of d(training loss)/d(first-layer weight) on one fixed batch of train rows, at initialisation "
+            "and after training, mean over seeds. An SE model's loss is the sum of its heads' losses, as it is "
+            "trained.", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "At init", "After training"], tablefmt="github"),
+            ""]
 
 
 def _data_notes(info: dict) -> list[str]:
@@ -279,6 +378,8 @@ def _data_notes(info: dict) -> list[str]:
         lines.append(f"source: `{info['source']}`")
     if info.get("preprocessing"):
         lines.append(f"preprocessing: {info['preprocessing']}")
+    if info.get("test_set"):
+        lines.append(f"test set: {info['test_set']}")
     if "clips_present" in info:
         skipped = "; ".join(f"{k}: {v}" for k, v in info["skipped"].items()) or "none"
         lines.append(f"clips: {info['clips_present']} present, {info['clips_used']} used; skipped: {skipped}; "
@@ -305,5 +406,9 @@ def write(table: Table, profile: str, records: list[dict], out: Path) -> tuple[P
     json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
     write_json_atomic(json_path, doc)
     png = plots.accuracy_figure(doc, out / f"{table.id}.png")
-    md_path.write_text(markdown(doc, table) + f"\n![accuracy per row, ours vs the paper]({png.name})\n")
+    figures = [f"![accuracy per row, ours vs the paper]({png.name})"]
+    if any(r.get("sweep") for r in doc["rows"]):
+        for path, what in plots.sweep_figures(doc, out / f"{table.id}"):
+            figures.append(f"![{what}]({path.name})")
+    md_path.write_text(markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n")
     return md_path, json_path

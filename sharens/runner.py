@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import multiprocessing
 import time
@@ -16,11 +17,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from sharens import provenance
-from sharens.backbones import build_backbone
+from sharens.augment import get_augmentation
+from sharens.backbones import CenteredImages, build_backbone
 from sharens.benchmark import Pair, Profile, Table
 from sharens.cells import Cell, CellStore
 from sharens.classic import build_classic
 from sharens.data import Dataset, load_dataset
+from sharens.diagnostics import first_layer_gradient_norm
 from sharens.ensemble import SharingEnsemble
 from sharens.training import TrainResult, predict_logits, train
 from sharens.voting import head_accuracies, predict
@@ -34,7 +37,8 @@ class DeviceData:
     """One data set's split, possibly sliced by the profile: every input view as tensors on the device.
 
     `inputs[view]` = (x_train, x_test); view None is the data set's default input.
-    scikit-learn models read the numpy arrays in `numpy_inputs`.
+    scikit-learn models read the numpy arrays in `numpy_inputs`. `test_masks`
+    name subsets of the test rows (CIFAR-10's lossless images) that get their own accuracy.
     """
 
     name: str
@@ -46,6 +50,7 @@ class DeviceData:
     y_train_np: np.ndarray
     y_test_np: np.ndarray
     info: dict
+    test_masks: dict[str, np.ndarray]
 
     def x(self, view: str | None) -> tuple[torch.Tensor, torch.Tensor]:
         if view not in self.inputs:
@@ -69,9 +74,11 @@ def prepare(dataset: Dataset, profile: Profile, device: torch.device) -> DeviceD
                     for view, (train, test) in {None: dataset.inputs(), **dataset.views}.items()}
     inputs = {view: (to_device(a), to_device(b)) for view, (a, b) in numpy_inputs.items()}
     y_train, y_test = dataset.y_train[tr], dataset.y_test[te]
-    info = {**dataset.info, "n_train": len(tr), "n_test": len(te)}
+    masks = {name: mask[te] for name, mask in dataset.test_masks.items()}
+    info = {**dataset.info, "n_train": len(tr), "n_test": len(te),
+            **({"test_subsets": {name: int(mask.sum()) for name, mask in masks.items()}} if masks else {})}
     return DeviceData(dataset.name, inputs, to_device(y_train), to_device(y_test), len(dataset.classes),
-                      numpy_inputs, y_train, y_test, info)
+                      numpy_inputs, y_train, y_test, info, masks)
 
 
 def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str]) -> list[Cell]:
@@ -84,12 +91,13 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                        "inputs": classic.inputs, **_data_config(profile)}
                 cells.append(Cell(table.id, dataset, classic.name, "classic", None, seed, cfg))
             for preset in presets:
-                for pair in table.pairs:
+                for pair in (p for p in table.pairs if profile.runs(p.name)):
                     base = {
                         "pair": pair.name, "backbone": pair.backbone, "options": pair.options_for(dataset),
                         "inputs": pair.inputs, "epochs": profile.epochs_for(dataset, pair.name),
                         "batch_size": table.batch_size,
-                        "preset": table.preset(preset).config(), **_data_config(profile),
+                        "preset": table.preset_for(pair, preset).config(), **_data_config(profile),
+                        **_optional(augment=table.augment, probe_gradients=table.probe_gradients),
                     }
                     se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
                     cells.append(Cell(table.id, dataset, pair.name, "baseline", preset, seed, base))
@@ -102,6 +110,11 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                         cells.append(Cell(table.id, dataset, pair.ensemble_name(k), "independent",
                                           preset, seed, {**base, "members": k}))
     return cells
+
+
+def _optional(**settings) -> dict:
+    """Settings that only some tables use, left out when unset so other tables' cell hashes stay as they were."""
+    return {k: v for k, v in settings.items() if v}
 
 
 def _data_config(profile: Profile) -> dict:
@@ -120,6 +133,12 @@ def _accuracy(predictions: torch.Tensor, targets: torch.Tensor) -> float:
     return 100.0 * (predictions == targets).float().mean().item()
 
 
+def _subset_accuracies(predictions, targets, masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """Accuracy on each named subset of the test rows (numpy or torch predictions)."""
+    correct = np.asarray(torch.as_tensor(predictions).cpu() == torch.as_tensor(targets).cpu())
+    return {name: 100.0 * float(correct[mask].mean()) for name, mask in masks.items() if mask.any()}
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -130,24 +149,35 @@ class Trained:
     result: TrainResult
     test_logits: torch.Tensor
     eval_seconds: float
+    gradient_norms: dict[str, float] | None = None
 
 
 def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
                table: Table, profile: Profile, preset: str, seed: int, desc: str) -> Trained:
     torch.manual_seed(seed)
     backbone = build_backbone(pair.backbone, x.shape[1:], **pair.options_for(data.name))
+    if x.dtype == torch.uint8:  # images: float conversion and centring happen inside the model, per batch
+        backbone = CenteredImages.around(backbone, x)
     if se:
         model = SharingEnsemble(backbone, data.num_classes, pair.heads_per_tap, tap_weights=pair.tap_weights)
     else:
         model = SharingEnsemble.baseline(backbone, data.num_classes)
     model.to(x.device)
-    result = train(model, x, y, preset=table.preset(preset), epochs=profile.epochs_for(data.name, pair.name),
-                   batch_size=table.batch_size, seed=seed, desc=desc)
+    probe = (x[: table.batch_size], y[: table.batch_size])  # a fixed batch of train rows
+
+    def gradient_norm() -> float:  # on a copy, so the probe's batch-norm update does not touch the model
+        return first_layer_gradient_norm(copy.deepcopy(model), *probe)
+
+    norms = {"init": gradient_norm()} if table.probe_gradients else None
+    result = train(model, x, y, preset=table.preset_for(pair, preset), epochs=profile.epochs_for(data.name, pair.name),
+                   batch_size=table.batch_size, seed=seed, desc=desc, augment=get_augmentation(table.augment))
+    if norms is not None and result.diverged_at_step is None:
+        norms["trained"] = gradient_norm()
     start = time.perf_counter()
     logits = predict_logits(model, x_test)
     if x_test.device.type == "cuda":
         torch.cuda.synchronize()
-    return Trained(model, result, logits, time.perf_counter() - start)
+    return Trained(model, result, logits, time.perf_counter() - start, norms)
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,6 +215,8 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
         "steps": runs[0].result.steps,
         "final_loss": _finite(runs[0].result.final_loss),
     }
+    if runs[0].gradient_norms is not None:
+        record["first_layer_gradient_norm"] = runs[0].gradient_norms
     if diverged:
         return record
     # The voters: the heads of one SE model, or each ensemble member's single head.
@@ -194,9 +226,12 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
         weights = head_accuracies(predict_logits(model, x_held), y_held)
         record.update(vote_weights=weights.tolist(), n_holdout=len(y_held),
                       soft_vote_accuracy=_accuracy(predict(logits, "soft"), data.y_test))
-        accuracy = _accuracy(predict(logits, "accuracy", weights), data.y_test)
+        vote = predict(logits, "accuracy", weights)
     else:
-        accuracy = _accuracy(predict(logits, "soft"), data.y_test)
+        vote = predict(logits, "soft")
+    accuracy = _accuracy(vote, data.y_test)
+    if data.test_masks:
+        record["subset_accuracy"] = _subset_accuracies(vote, data.y_test, data.test_masks)
     record.update(
         accuracy=accuracy,
         hard_vote_accuracy=_accuracy(predict(logits, "hard"), data.y_test),
@@ -211,15 +246,20 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
 def _classic_cell(cell: Cell, profile: Profile, data: DeviceData) -> dict:
     estimator = build_classic(cell.config["estimator"], cell.seed, profile.forest_trees)
     x_train, x_test = data.numpy_inputs[cell.config["inputs"]]
+    if x_train.dtype == np.uint8:  # pixels: scaled to [0, 1] as the networks see them (before centring)
+        x_train, x_test = x_train.astype(np.float32) / 255, x_test.astype(np.float32) / 255
     start = time.perf_counter()
     estimator.fit(x_train.reshape(len(x_train), -1), data.y_train_np)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predictions = estimator.predict(x_test.reshape(len(x_test), -1))
     eval_seconds = time.perf_counter() - start
+    subsets = {"subset_accuracy": _subset_accuracies(predictions, data.y_test_np, data.test_masks)} \
+        if data.test_masks else {}
     return {
         "status": "ok",
         "accuracy": 100.0 * float(np.mean(predictions == data.y_test_np)),
+        **subsets,
         "train_seconds": train_seconds,
         "train_samples_per_s": len(data.y_train_np) / train_seconds,
         "eval_samples_per_s": len(data.y_test_np) / eval_seconds,
