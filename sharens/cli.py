@@ -45,7 +45,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             records, errors = run_table(table, args.profile, out=args.out, seeds=args.seeds,
                                         presets=args.preset, device=device,
-                                        data_root=args.data_root, force=args.force, jobs=args.jobs)
+                                        data_root=args.data_root, force=args.force, jobs=args.jobs,
+                                        compile=args.compile)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -128,8 +129,9 @@ def parser() -> argparse.ArgumentParser:
                    help="table id (repeatable; default: every implemented table); see `python -m sharens list`")
     r.add_argument("--profile", choices=PROFILES, default="quick")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
-    r.add_argument("--preset", action="append", choices=("tuned", "paper"), default=None,
-                   help="optimizer preset (repeatable; default: the table's presets, see `list`)")
+    r.add_argument("--preset", action="append", default=None,
+                   help="optimizer preset, e.g. tuned, paper, he2016 (repeatable; default: the table's presets, "
+                        "see `list`)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument("--data-root", type=Path, default=None,
                    help="data root (default: $SHARENS_DATA, else datasets/)")
@@ -137,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="redo finished cells instead of resuming")
     r.add_argument("--jobs", type=int, default=1,
                    help="CPU worker processes, one thread and one cell at a time each (default 1)")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile every model (worth it on a GPU for long runs; recorded in each cell)")
     r.set_defaults(func=cmd_reproduce)
 
     rep = sub.add_parser("report", help="rebuild a table's report from its stored cell records (no training)")

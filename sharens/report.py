@@ -298,6 +298,9 @@ def markdown(doc: dict, table: Table) -> str:
         lines.append("- scikit-learn rows: " + ", ".join(
             f"{c.name} (`{c.estimator}`" + (f" on the `{c.inputs}` view" if c.inputs else "") + ")"
             for c in table.classic) + "; see `sharens/classic.py` for their settings.")
+    speeds = sorted({", ".join(sorted((c.get("config") or {}).get("speed") or {})) for c in doc["cells"]} - {""})
+    if speeds:
+        lines.append(f"- Device options of the networks' cells: {'; '.join(speeds)} (see `sharens.training.Speed`).")
     if table.augment:
         lines.append(f"- Training batches augmented on the device: `{table.augment}` "
                      "(each image its own random offset and flip); tests see the original images.")

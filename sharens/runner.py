@@ -25,7 +25,7 @@ from sharens.classic import build_classic
 from sharens.data import Dataset, load_dataset
 from sharens.diagnostics import first_layer_gradient_norm
 from sharens.ensemble import SharingEnsemble
-from sharens.training import TrainResult, predict_logits, train
+from sharens.training import Speed, TrainResult, predict_logits, train
 from sharens.voting import head_accuracies, predict
 
 SUBSET_SEED = 0  # smoke/quick slices are the same for every seed and model
@@ -81,8 +81,10 @@ def prepare(dataset: Dataset, profile: Profile, device: torch.device) -> DeviceD
                       numpy_inputs, y_train, y_test, info, masks)
 
 
-def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str]) -> list[Cell]:
+def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str],
+         speed: Speed | None = None) -> list[Cell]:
     """Every cell of the table, in the order they run (cheap rows first per data set)."""
+    speed = speed or Speed()
     cells = []
     for dataset in datasets:
         for seed in range(seeds):
@@ -97,7 +99,8 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                         "inputs": pair.inputs, "epochs": profile.epochs_for(dataset, pair.name),
                         "batch_size": table.batch_size,
                         "preset": table.preset_for(pair, preset).config(), **_data_config(profile),
-                        **_optional(augment=table.augment, probe_gradients=table.probe_gradients),
+                        **_optional(augment=table.augment, probe_gradients=table.probe_gradients,
+                                    speed=speed.config()),
                     }
                     se = {**base, "heads_per_tap": pair.heads_per_tap, "tap_weights": pair.tap_weights}
                     cells.append(Cell(table.id, dataset, pair.name, "baseline", preset, seed, base))
@@ -153,7 +156,7 @@ class Trained:
 
 
 def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
-               table: Table, profile: Profile, preset: str, seed: int, desc: str) -> Trained:
+               table: Table, profile: Profile, preset: str, seed: int, desc: str, speed: Speed) -> Trained:
     torch.manual_seed(seed)
     backbone = build_backbone(pair.backbone, x.shape[1:], **pair.options_for(data.name))
     if x.dtype == torch.uint8:  # images: float conversion and centring happen inside the model, per batch
@@ -170,11 +173,12 @@ def _train_one(pair: Pair, se: bool, data: DeviceData, x: torch.Tensor, y: torch
 
     norms = {"init": gradient_norm()} if table.probe_gradients else None
     result = train(model, x, y, preset=table.preset_for(pair, preset), epochs=profile.epochs_for(data.name, pair.name),
-                   batch_size=table.batch_size, seed=seed, desc=desc, augment=get_augmentation(table.augment))
+                   batch_size=table.batch_size, seed=seed, desc=desc, augment=get_augmentation(table.augment),
+                   speed=speed)
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = gradient_norm()
     start = time.perf_counter()
-    logits = predict_logits(model, x_test)
+    logits = predict_logits(model, x_test, speed=speed)
     if x_test.device.type == "cuda":
         torch.cuda.synchronize()
     return Trained(model, result, logits, time.perf_counter() - start, norms)
@@ -197,7 +201,8 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
         x, y, x_held, y_held = x[fit], y[fit], x[held], y[held]
     runs = [
         _train_one(pair, cell.kind in ("se", "se_weighted"), data, x, y, x_test, table, profile,
-                   cell.preset, cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}")
+                   cell.preset, cell.seed + 1000 * k, desc=f"{cell.dataset} {cell.model} s{cell.seed}",
+                   speed=Speed(**cell.config.get("speed", {})))
         for k in range(members)
     ]
     model = runs[0].model
@@ -223,7 +228,7 @@ def _network_cell(cell: Cell, table: Table, profile: Profile, data: DeviceData) 
     logits = torch.cat([r.test_logits for r in runs], dim=1)
     heads = head_accuracies(logits, data.y_test)
     if holdout:
-        weights = head_accuracies(predict_logits(model, x_held), y_held)
+        weights = head_accuracies(predict_logits(model, x_held, speed=Speed(**cell.config.get("speed", {}))), y_held)
         record.update(vote_weights=weights.tolist(), n_holdout=len(y_held),
                       soft_vote_accuracy=_accuracy(predict(logits, "soft"), data.y_test))
         vote = predict(logits, "accuracy", weights)
@@ -317,6 +322,7 @@ def run_table(
     force: bool = False,
     datasets: list[str] | None = None,
     jobs: int = 1,
+    compile: bool = False,
 ) -> tuple[list[dict], list[str]]:
     """Run (or resume) every cell of `table`; return (records, errors).
 
@@ -324,7 +330,8 @@ def run_table(
     and skipped on a rerun unless `force`; a cell that raises is reported in `errors` and the run goes on.
     `jobs` > 1 runs cells in that many worker processes of one thread each
     (CPU only); every cell seeds itself, so the numbers do not depend on the
-    schedule.
+    schedule. On CUDA cells train with bf16 autocast and channels_last, and
+    `compile` adds torch.compile (see `training.Speed`); each cell records these.
     """
     profile = table.profile(profile_name)
     presets = list(presets or table.presets)
@@ -333,7 +340,7 @@ def run_table(
     if jobs > 1 and device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     datasets = list(datasets or table.datasets)
-    cells = plan(table, profile, seeds or profile.seeds, presets, datasets)
+    cells = plan(table, profile, seeds or profile.seeds, presets, datasets, Speed.for_device(device, compile))
     store = CellStore(out, table.id, profile.name)
     torch.use_deterministic_algorithms(True, warn_only=True)
     records, errors = {}, []  # records by cell file name

@@ -9,10 +9,11 @@ decay, or He et al.'s SGD with momentum, weight decay and step decay.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from tqdm.auto import tqdm
@@ -89,6 +90,44 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+@dataclass(frozen=True)
+class Speed:
+    """How a run uses its device. None of it changes the model; bf16 and compilation change float rounding,
+    so a cell records the options it ran with (and a CPU run without `compile` records none).
+
+    `bf16`: autocast convolutions and matmuls to bfloat16 (tensor cores). `channels_last`: NHWC layout for
+    image models (what cuDNN's fastest convolutions want). `compile`: `torch.compile` the model.
+    """
+
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device, compile: bool = False) -> Speed:
+        """On CUDA, bf16 and channels_last; compilation only when asked for (it costs minutes up front)."""
+        cuda = device.type == "cuda"
+        return cls(bf16=cuda, channels_last=cuda, compile=compile)
+
+    def config(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v}
+
+    def prepare(self, model: torch.nn.Module) -> Callable:
+        """Lay out `model` for this speed; return the callable that runs its forward pass."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return torch.compile(model) if self.compile else model
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+
+FP32 = Speed()
+
+
 @dataclass
 class TrainResult:
     seconds: float
@@ -118,12 +157,14 @@ def train(
     seed: int,
     desc: str = "train",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    speed: Speed = FP32,
 ) -> TrainResult:
     """Train `model` in place on (x, y), which already live on the model's device.
 
     `augment(batch, generator)`, if given, transforms each mini-batch on the
-    device. Stops early, returning `diverged_at_step`, when the loss turns
-    NaN/inf or exceeds `EXPLODED_LOSS`. Losses stay on the device and are
+    device; `speed` picks precision, memory layout and compilation. Stops
+    early, returning `diverged_at_step`, when the loss turns NaN/inf or exceeds
+    `EXPLODED_LOSS`. Losses stay on the device and are
     checked once per epoch, so the check costs no synchronisation per step.
     """
     device = x.device
@@ -133,6 +174,7 @@ def train(
     optimizer, schedule = _optimizer(model, preset, total_steps)
     generator = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(steps_per_epoch, device=device)
+    forward = speed.prepare(model)
 
     model.train()
     _sync(device)
@@ -142,8 +184,9 @@ def train(
         order = torch.randperm(len(x), device=device, generator=generator)
         for b in range(steps_per_epoch):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            batch = x[idx] if augment is None else augment(x[idx], generator)
-            loss = model.loss(model(batch), y[idx])
+            batch = speed.batch(x[idx] if augment is None else augment(x[idx], generator))
+            with speed.autocast(device):
+                loss = model.loss(forward(batch).float(), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -182,7 +225,9 @@ def _optimizer(model: torch.nn.Module, preset: Preset, total_steps: int):
 
 
 @torch.no_grad()
-def predict_logits(model: SharingEnsemble, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Logits of every head on x, (samples, heads, classes), in eval mode."""
+def predict_logits(model: SharingEnsemble, x: torch.Tensor, batch_size: int = 4096,
+                   speed: Speed = FP32) -> torch.Tensor:
+    """Logits of every head on x, (samples, heads, classes), in eval mode, as float32."""
     model.eval()
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    with speed.autocast(x.device):
+        return torch.cat([model(speed.batch(x[i : i + batch_size])).float() for i in range(0, len(x), batch_size)])

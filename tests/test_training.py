@@ -142,3 +142,38 @@ def test_augmentation_sees_every_batch_on_the_device_with_the_seeded_generator()
     x, y = _task(n=256)
     train(model, x, y, preset=PRESETS["tuned"], epochs=2, batch_size=64, seed=0, augment=augment)
     assert seen == [((64, 10), torch.Generator)] * 8
+
+
+def test_speed_options_train_the_same_model_on_cpu():
+    """bf16 autocast and channels_last (what CUDA cells use) run through the same loop and still learn;
+    fp32 on CPU records no options, so stored CPU cells keep their hashes."""
+    from sharens.training import Speed
+
+    assert Speed.for_device(torch.device("cpu")).config() == {}
+    assert Speed.for_device(torch.device("cuda"), compile=True).config() == {
+        "bf16": True, "channels_last": True, "compile": True}
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (256, 3, 8, 8), generator=g, dtype=torch.uint8)
+    y = (x[:, 0, :4].float().mean((1, 2)) > x[:, 0, 4:].float().mean((1, 2))).long()
+    speed = Speed(bf16=True, channels_last=True)
+    torch.manual_seed(0)
+    model = SharingEnsemble(build_backbone("convnet", (3, 8, 8), layers=((8, 1), (8, 2))), 2, 2)
+    result = train(model, x.float() / 255, y, preset=PRESETS["tuned"], epochs=10, batch_size=32, seed=0, speed=speed)
+    assert result.diverged_at_step is None
+    assert next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+    logits = predict_logits(model, x.float() / 255, speed=speed)
+    assert logits.dtype == torch.float32 and (logits.argmax(-1)[:, -1] == y).float().mean() > 0.7
+
+
+def test_compiled_training_learns_like_the_eager_loop():
+    """`--compile` wraps the forward pass in torch.compile (about half a minute to compile on a CPU)."""
+    from sharens.training import Speed
+
+    x, y = _task()
+    results = {}
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = SharingEnsemble(build_backbone("pyramid_dnn", 10, first_width=16, depth=2), 2, heads_per_tap=2)
+        train(model, x, y, preset=PRESETS["tuned"], epochs=5, batch_size=64, seed=0, speed=Speed(compile=compile))
+        results[compile] = (predict_logits(model, x).argmax(-1)[:, -1] == y).float().mean().item()
+    assert results[True] > 0.9 and abs(results[True] - results[False]) < 0.05

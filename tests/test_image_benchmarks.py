@@ -1,0 +1,184 @@
+"""The image benchmarks: uint8 inputs centred inside the model, per-pair presets, sweeps, gradient probes,
+test-subset accuracy, and a smoke run of each table on the real MNIST / CIFAR-10 files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import figure2_mnist, get_table, resnet_cifar10
+from sharens import report
+from sharens.augment import get_augmentation
+from sharens.backbones import CenteredImages, build_backbone
+from sharens.benchmark import Profile
+from sharens.cli import main
+from sharens.data import Dataset
+from sharens.runner import plan, prepare, run_cell
+
+IMAGE_TABLES = ("figure2_mnist", "resnet_cifar10", "table3_cifar10")
+
+
+def _images(n_train=64, n_test=32, shape=(1, 8, 8), seed=0) -> Dataset:
+    """Synthetic uint8 images whose class is set by the brightness of the top half (learnable in a few steps)."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = rng.integers(0, 2, n)
+        x = rng.integers(0, 120, (n, *shape)).astype(np.uint8)
+        x[y == 1, :, : shape[1] // 2] += 120
+        return x, y.astype(np.int64)
+
+    (x_train, y_train), (x_test, y_test) = split(n_train), split(n_test)
+    mask = np.arange(n_test) % 3 == 0
+    return Dataset("toy", x_train, y_train, x_test, y_test, ("dark", "bright"), {}, test_masks={"even": mask})
+
+
+def _toy_table(**changes):
+    """Figure 2's table cut down to a depth-2 tanh CNN on 8x8 images, one seed, two epochs."""
+    profile = Profile("smoke", epochs=2, seeds=1, ensemble_size=1, forest_trees=5)
+    return dataclasses.replace(figure2_mnist.TABLE, pairs=(figure2_mnist.tanh_cnn(2),),
+                               profiles={"smoke": profile}, batch_size=16, **changes)
+
+
+def test_centered_images_scale_and_centre_inside_the_model():
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8)
+    inner = build_backbone("convnet", (3, 4, 4), layers=((4, 1), (4, 2)))
+    wrapped = CenteredImages.around(inner, x, chunk=7)  # chunks that do not divide the rows
+    expected_mean = x.double().mean(0) / 255
+    assert torch.allclose(wrapped.pixel_mean.double(), expected_mean, atol=1e-6)
+    taps = wrapped(x[:5])
+    direct = inner(x[:5].float() / 255 - wrapped.pixel_mean)
+    assert all(torch.equal(taps[k], direct[k]) for k in taps)
+    assert wrapped.tap_features == inner.tap_features
+    assert sum(p.numel() for p in wrapped.parameters()) == sum(p.numel() for p in inner.parameters())
+
+
+def test_profiles_can_run_some_pairs_and_must_name_real_ones():
+    table = get_table("resnet_cifar10")
+    cells = plan(table, table.profile("quick"), 1, ["he2016"], ["cifar10"])
+    assert {c.config["pair"] for c in cells} == {"plain-20", "plain-56", "ResNet-20", "ResNet-56"}
+    assert len(plan(table, table.profile("full"), 1, ["he2016"], ["cifar10"])) == 2 * len(table.pairs)
+    bad = dataclasses.replace(table.profile("quick"), pairs=("ResNet-1202",))
+    with pytest.raises(ValueError, match="unknown pairs"):
+        dataclasses.replace(table, profiles={"quick": bad})
+
+
+def test_resnet_110_alone_warms_up_and_the_others_follow_he_et_al():
+    table = resnet_cifar10.TABLE
+    configs = {c.config["pair"]: c.config["preset"] for c in plan(table, table.profile("full"), 1, ["he2016"],
+                                                                   ["cifar10"])}
+    assert configs["ResNet-110"]["warmup_steps"] == configs["plain-110"]["warmup_steps"] == 400
+    assert "warmup_steps" not in configs["ResNet-56"] and configs["ResNet-56"]["milestones"] == (0.5, 0.75)
+    assert configs["ResNet-56"]["optimizer"] == "sgd" and configs["ResNet-56"]["weight_decay"] == 1e-4
+    augmented = plan(table, table.profile("full"), 1, ["he2016"], ["cifar10"])[0].config
+    assert augmented["augment"] == "crop_flip"
+
+
+def test_other_tables_cells_keep_their_configs():
+    """New optional settings are left out of cells that do not use them, so stored results stay valid."""
+    table = get_table("table7_uci")
+    for cell in plan(table, table.profile("smoke"), 1, ["tuned"], ["yeast"]):
+        assert not {"augment", "probe_gradients"} & set(cell.config)
+
+
+def test_unknown_augmentation_is_a_clear_error():
+    assert get_augmentation(None) is None
+    with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
+        get_augmentation("rotate")
+
+
+def test_gradient_probe_and_subset_accuracy_do_not_change_the_result():
+    data = _images()
+    cpu = torch.device("cpu")
+    records = {}
+    for probe in (False, True):
+        table = _toy_table(probe_gradients=probe)
+        prepared = prepare(data, table.profile("smoke"), cpu)
+        cell = next(c for c in plan(table, table.profile("smoke"), 1, ["tuned"], ["toy"]) if c.kind == "se")
+        records[probe] = run_cell(cell, table, table.profile("smoke"), prepared, cpu)
+    plain, probed = records[False], records[True]
+    assert plain["accuracy"] == probed["accuracy"] and plain["head_accuracies"] == probed["head_accuracies"]
+    norms = probed["first_layer_gradient_norm"]
+    assert set(norms) == {"init", "trained"} and all(v > 0 for v in norms.values())
+    assert "first_layer_gradient_norm" not in plain
+    # the subset's accuracy is the vote's accuracy on the masked test rows
+    assert set(probed["subset_accuracy"]) == {"even"} and 0 <= probed["subset_accuracy"]["even"] <= 100
+
+
+def test_classic_models_read_pixels_scaled_to_unit_range():
+    from sharens.benchmark import Classic
+
+    table = dataclasses.replace(_toy_table(), classic=(Classic("Logistic Regression", "logistic_regression"),))
+    prepared = prepare(_images(), table.profile("smoke"), torch.device("cpu"))
+    cell = next(c for c in plan(table, table.profile("smoke"), 1, ["tuned"], ["toy"]) if c.kind == "classic")
+    record = run_cell(cell, table, table.profile("smoke"), prepared, torch.device("cpu"))
+    assert record["accuracy"] > 80 and "even" in record["subset_accuracy"]
+
+
+def test_sweep_report_pivots_by_depth_and_measures_degradation(tmp_path):
+    """Synthetic cells: the plain line loses 20 points from depth 2 to 4, the SE line keeps its accuracy."""
+    table = dataclasses.replace(figure2_mnist.TABLE, pairs=tuple(figure2_mnist.tanh_cnn(d) for d in (2, 4)),
+                                profiles={"full": Profile("full", epochs=1, seeds=3, ensemble_size=1,
+                                                          forest_trees=1)})
+
+    def cell(model, kind, seed, accuracy, norm):
+        return {"table": table.id, "dataset": "mnist", "model": model, "kind": kind, "preset": "paper",
+                "seed": seed, "profile": "full", "n_train": 60000, "n_test": 10000, "data": {},
+                "config": {"preset": table.preset("paper").config()}, "status": "ok", "accuracy": accuracy,
+                "train_seconds": 1.0, "first_layer_gradient_norm": {"init": norm, "trained": norm},
+                "provenance": {"wall_seconds": 1.0, "device": "cpu", "git_revision": "x"}}
+
+    records = []
+    for seed in (0, 1, 2):
+        for depth, plain in ((2, 90.0), (4, 70.0)):
+            records.append(cell(f"tanh CNN-{depth}", "baseline", seed, plain + seed, 0.1 / depth))
+            records.append(cell(f"tanh CNN-{depth}+SE", "se", seed, 95.0 + seed, 0.1))
+    md_path, json_path = report.write(table, "full", records, tmp_path)
+    doc = json.loads(json_path.read_text())
+    plain4 = next(r for r in doc["rows"] if r["model"] == "tanh CNN-4")
+    assert plain4["sweep"] == {"family": "tanh CNN", "depth": 4, "se": False}
+    assert plain4["first_layer_gradient_norm"]["init"]["mean"] == pytest.approx(0.025)
+    markdown = md_path.read_text()
+    assert "## Accuracy by depth" in markdown and "-20.00 [-20.00, -20.00] (2 → 4)" in markdown
+    assert "+0.00 [+0.00, +0.00] (2 → 4)" in markdown and "## Gradient reaching the first layer" in markdown
+    assert (tmp_path / "figure2_mnist_accuracy_vs_depth.png").read_bytes().startswith(b"\x89PNG")
+    assert "](figure2_mnist_gradient_vs_depth.png)" in markdown
+
+
+@pytest.fixture(scope="module")
+def image_smoke(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("image_smoke")
+    args = ["reproduce", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--data-root", str(data_root)]
+    for table in IMAGE_TABLES:
+        args += ["--table", table]
+    assert main(args) == 0
+    return out
+
+
+@pytest.mark.parametrize("table_id", IMAGE_TABLES)
+def test_image_smoke_run_on_the_real_files(image_smoke, table_id):
+    table = get_table(table_id)
+    doc = json.loads((image_smoke / f"{table_id}.json").read_text())
+    markdown = (image_smoke / f"{table_id}.md").read_text()
+    run_rows = [r for r in doc["rows"] if r["kind"] != "cited"]
+    smoke = table.profile("smoke")
+    assert {r["model"] for r in run_rows if r["kind"] == "baseline"} == set(
+        smoke.pairs or [p.name for p in table.pairs])
+    for row in run_rows:
+        assert row["status"] == "ok" and row["accuracy"]["n"] == 1 and 0 <= row["accuracy"]["mean"] <= 100
+    assert all(r["verdict"] in (None, "not comparable") for r in run_rows)
+    if "cifar10" in table.datasets:  # the shared copy's test set is partly lossy: the exact rows get their own score
+        assert all("lossless" in r["subset_accuracy"] for r in run_rows)
+        assert "## Accuracy on subsets of the test set" in markdown
+    if any(p.sweep for p in table.pairs):
+        assert "## Accuracy by depth" in markdown
+        assert (image_smoke / f"{table_id}_accuracy_vs_depth.png").is_file()
+    if table.probe_gradients:
+        assert all(c["first_layer_gradient_norm"]["init"] > 0 for c in doc["cells"])
+    if table.augment:
+        assert all(c["config"]["augment"] == table.augment for c in doc["cells"] if c["kind"] != "classic")
