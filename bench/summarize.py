@@ -37,7 +37,8 @@ def main(raw_path: str, out: str = "results/bench") -> None:
     name = provenance.device_name(__import__("torch").device(device))
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     rows = ratios(raw)
-    doc = {"device": name, "batch": extra["batch"], "steps_per_round": extra["steps"], "rows": rows,
+    rounds = raw["benchmarks"][0]["stats"]["rounds"]
+    doc = {"device": name, "batch": extra["batch"], "steps_per_round": extra["steps"], "rounds": rounds, "rows": rows,
            "provenance": {**provenance.environment(), "machine": raw.get("machine_info", {}).get("cpu", {})}}
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json_atomic(Path(out) / f"{slug}.json", doc)
@@ -48,7 +49,7 @@ def main(raw_path: str, out: str = "results/bench") -> None:
                                     "Minimal loop ms/step", "Harness overhead (goal <= 5%)"], tablefmt="github")
     Path(out, f"{slug}.md").write_text(
         f"# Train-step throughput on {name}\n\nBatch {extra['batch']}, {extra['steps']} steps per round, median "
-        f"of 3 rounds after a warm-up, one `nox -s bench` run at git {doc['provenance']['git_revision']}, "
+        f"of {rounds} rounds after a warm-up, one `nox -s bench` run at git {doc['provenance']['git_revision']}, "
         f"torch {doc['provenance']['versions']['torch']}.\n\n{table}\n")
     print(table)
 

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from sharens.ensemble import SharingEnsemble
 
-EXPLODED_LOSS = 1e4  # a summed cross-entropy this large means training has blown up
+# a cross-entropy this large, per unit of head weight, means training has blown up. Per head, because an SE
+# loss sums 20-50 heads: an absolute bound on the sum once stopped SE runs that went on to learn.
+EXPLODED_LOSS = 1e4
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def train(
     `augment(batch, generator)`, if given, transforms each mini-batch on the
     device; `speed` picks precision, memory layout and compilation. Stops
     early, returning `diverged_at_step`, when the loss turns NaN/inf or exceeds
-    `EXPLODED_LOSS`. Losses stay on the device and are
+    `EXPLODED_LOSS` per unit of head weight. Losses stay on the device and are
     checked once per epoch, so the check costs no synchronisation per step.
     """
     device = x.device
@@ -174,6 +176,7 @@ def train(
     optimizer, schedule = _optimizer(model, preset, total_steps)
     generator = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(steps_per_epoch, device=device)
+    total_head_weight = float(model.head_weights.sum())
     forward = speed.prepare(model)
 
     model.train()
@@ -192,7 +195,7 @@ def train(
             optimizer.step()
             schedule.step()
             losses[b] = loss.detach()
-        bad = ~torch.isfinite(losses) | (losses > EXPLODED_LOSS)
+        bad = ~torch.isfinite(losses) | (losses > EXPLODED_LOSS * total_head_weight)
         if bad.any():
             _sync(device)
             first_bad = step + int(bad.nonzero()[0])

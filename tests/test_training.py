@@ -50,6 +50,17 @@ def test_exploding_loss_is_reported_with_its_step():
     assert result.diverged_at_step is not None and 0 < result.diverged_at_step <= 160
 
 
+def test_explosion_is_judged_per_head_so_many_heads_are_not_held_against_se(monkeypatch):
+    """The SE loss is a sum over heads: with 2 taps x 3 heads an ordinary CE of ~0.7 per head sums to ~4."""
+    import sharens.training
+
+    monkeypatch.setattr(sharens.training, "EXPLODED_LOSS", 1.0)
+    model, result, _, _ = _fit(0)  # 6 heads, CE near ln 2 each at the start
+    assert len(model.head_names) == 6 and result.diverged_at_step is None
+    monkeypatch.setattr(sharens.training, "EXPLODED_LOSS", 0.05)  # below any CE this early
+    assert _fit(0)[1].diverged_at_step == 0
+
+
 def test_summary_and_t_interval():
     s = stats.summarize([1.0, 2.0, 3.0])
     assert s == {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
