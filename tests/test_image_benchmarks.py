@@ -182,3 +182,31 @@ def test_image_smoke_run_on_the_real_files(image_smoke, table_id):
         assert all(c["first_layer_gradient_norm"]["init"] > 0 for c in doc["cells"])
     if table.augment:
         assert all(c["config"]["augment"] == table.augment for c in doc["cells"] if c["kind"] != "classic")
+
+
+INPUT_SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+
+
+@pytest.mark.parametrize("table_id", IMAGE_TABLES)
+def test_every_full_profile_model_builds_and_trains_a_step(table_id):
+    """`full` runs only on a GPU, and smoke/quick train only some of a sweep's depths: build every pair of
+    `full` (ResNet-110's warm-up, the 20-layer tanh nets) as baseline and SE and train one step with its preset
+    and augmentation on random images of the real shape, so a config no CPU profile touches cannot break it."""
+    from sharens.ensemble import SharingEnsemble
+    from sharens.training import train
+
+    table = get_table(table_id)
+    (dataset,) = table.datasets
+    profile = table.profile("full")
+    assert profile.pairs is None  # full trains every pair
+    x = torch.randint(0, 256, (4, *INPUT_SHAPES[dataset]), dtype=torch.uint8)
+    y = torch.arange(4) % 2
+    for pair in table.pairs:
+        for preset in table.presets:
+            for se in (False, True):
+                torch.manual_seed(0)
+                backbone = CenteredImages.around(build_backbone(pair.backbone, x.shape[1:], **pair.options), x)
+                model = SharingEnsemble(backbone, 10) if se else SharingEnsemble.baseline(backbone, 10)
+                result = train(model, x, y, preset=table.preset_for(pair, preset), epochs=1,
+                               batch_size=table.batch_size, seed=0, augment=get_augmentation(table.augment))
+                assert result.steps == 1 and result.diverged_at_step is None, (pair.name, preset, se)
