@@ -22,24 +22,22 @@ from sharens import provenance
 from sharens.cells import write_json_atomic
 
 
-def _quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, median, q3
+def _quartiles(values: list[float]) -> list[float]:
+    """[q1, median, q3]."""
+    return statistics.quantiles(values, n=4, method="inclusive")
 
 
 def ratios(raw: dict) -> list[dict]:
     rows = []
     for bench in raw["benchmarks"]:
         seconds = bench["extra_info"]["seconds"]
-        se_over_baseline = [s / b for s, b in zip(seconds["se"], seconds["baseline"], strict=True)]
-        overhead = [b / m - 1 for b, m in zip(seconds["baseline"], seconds["minimal"], strict=True)]
+        se_over_baseline = _quartiles([s / b for s, b in zip(seconds["se"], seconds["baseline"], strict=True)])
+        overhead = _quartiles([b / m - 1 for b, m in zip(seconds["baseline"], seconds["minimal"], strict=True)])
         rows.append({
             "model": re.search(r"\[(\w+)\]", bench["name"])[1],
             **{f"{loop}_s": statistics.median(s) for loop, s in seconds.items()},
-            "se_over_baseline": statistics.median(se_over_baseline),
-            "se_over_baseline_quartiles": _quartiles(se_over_baseline),
-            "harness_overhead": statistics.median(overhead),
-            "harness_overhead_quartiles": _quartiles(overhead),
+            "se_over_baseline": se_over_baseline[1], "se_over_baseline_quartiles": se_over_baseline,
+            "harness_overhead": overhead[1], "harness_overhead_quartiles": overhead,
             "seconds": seconds,
         })
     return rows

@@ -85,17 +85,15 @@ def test_train_step(benchmark, batch_data, name):
     loops = {"baseline": lambda: harness_epoch(baseline, x, y), "se": lambda: harness_epoch(se, x, y),
              "minimal": lambda: minimal_epoch(bare, x, y)}
     seconds = {loop: [] for loop in LOOPS}
-    rounds_done = [0]
 
     def paired_round():
-        shift = rounds_done[0] % len(LOOPS)
+        shift = len(seconds[LOOPS[0]]) % len(LOOPS)  # rounds run so far, the warm-up included
         for loop in LOOPS[shift:] + LOOPS[:shift]:
             _sync()
             start = time.perf_counter()
             loops[loop]()
             _sync()
             seconds[loop].append(time.perf_counter() - start)
-        rounds_done[0] += 1
 
     benchmark.pedantic(paired_round, rounds=ROUNDS, warmup_rounds=1)
     # the warm-up round is timed too: keep the measured rounds only

@@ -185,28 +185,23 @@ def test_image_smoke_run_on_the_real_files(image_smoke, table_id):
 
 
 INPUT_SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
+CPU = torch.device("cpu")
 
 
 @pytest.mark.parametrize("table_id", IMAGE_TABLES)
-def test_every_full_profile_model_builds_and_trains_a_step(table_id):
-    """`full` runs only on a GPU, and smoke/quick train only some of a sweep's depths: build every pair of
-    `full` (ResNet-110's warm-up, the 20-layer tanh nets) as baseline and SE and train one step with its preset
-    and augmentation on random images of the real shape, so a config no CPU profile touches cannot break it."""
-    from sharens.ensemble import SharingEnsemble
-    from sharens.training import train
-
+def test_every_full_profile_model_builds_and_trains_two_steps(table_id):
+    """`full` runs only on a GPU, and smoke/quick train only some of a sweep's depths: run every network cell
+    of `full` (ResNet-110's warm-up, the 20-layer tanh nets, the independent ensembles) through the runner for
+    two steps (the second loss sees the first update) on random images of the real shape, so a config no CPU
+    profile touches cannot break it."""
     table = get_table(table_id)
     (dataset,) = table.datasets
-    profile = table.profile("full")
-    assert profile.pairs is None  # full trains every pair
-    x = torch.randint(0, 256, (4, *INPUT_SHAPES[dataset]), dtype=torch.uint8)
-    y = torch.arange(4) % 2
-    for pair in table.pairs:
-        for preset in table.presets:
-            for se in (False, True):
-                torch.manual_seed(0)
-                backbone = CenteredImages.around(build_backbone(pair.backbone, x.shape[1:], **pair.options), x)
-                model = SharingEnsemble(backbone, 10) if se else SharingEnsemble.baseline(backbone, 10)
-                result = train(model, x, y, preset=table.preset_for(pair, preset), epochs=1,
-                               batch_size=table.batch_size, seed=0, augment=get_augmentation(table.augment))
-                assert result.steps == 1 and result.diverged_at_step is None, (pair.name, preset, se)
+    full = table.profile("full")
+    assert full.pairs is None  # full trains every pair
+    two_steps = dataclasses.replace(full, epochs=2)  # 4 images: one batch per epoch
+    data = prepare(dataclasses.replace(_images(4, 4, INPUT_SHAPES[dataset]), name=dataset), two_steps, CPU)
+    cells = [c for c in plan(table, two_steps, 1, list(table.presets), [dataset]) if c.kind != "classic"]
+    assert {c.config["pair"] for c in cells} == {p.name for p in table.pairs}
+    for cell in cells:
+        record = run_cell(cell, table, two_steps, data, CPU)
+        assert record["status"] == "ok" and record["steps"] == 2, (cell.model, cell.preset)
