@@ -1,8 +1,7 @@
-"""MNIST and CIFAR-10: IDX parsing, the official splits on the real files, CIFAR's lossless test mask and its checks."""
+"""MNIST and CIFAR-10: IDX parsing, the official splits on the real files, the safe CIFAR unpickler."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import io
@@ -38,7 +37,7 @@ def mnist_data() -> dict:
 @pytest.fixture(scope="module")
 def cifar_data() -> dict:
     """Read once for the module: decompressing the repack takes about ten seconds."""
-    return cifar10.read_cifar10(need(cifar10.CIFAR_REPACK, cifar10.CIFAR_PROVENANCE))
+    return cifar10.read_cifar10(need(cifar10.CIFAR_REPACK))
 
 
 # --- MNIST ------------------------------------------------------------------------------------
@@ -117,31 +116,8 @@ def test_cifar10_reader_on_the_real_repack(cifar_data):
     assert np.bincount(d["y_train"]).tolist() == [5000] * 10
     assert np.bincount(d["y_test"]).tolist() == [1000] * 10
     assert d["y_train"][:5].tolist() == [6, 9, 9, 4, 1]  # data_batch_1's original order (frog, truck, ...)
+    assert d["y_test"][:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]  # test_batch's official order (cat, ship, ...)
     assert d["info"]["input_shape"] == [3, 32, 32] and d["info"]["source"] == cifar10.CIFAR_REPACK
-
-
-def test_cifar10_lossless_mask_matches_the_provenance_file(cifar_data):
-    with open(ROOT / cifar10.CIFAR_PROVENANCE, newline="") as f:
-        fidelity = [row["fidelity"] for row in csv.DictReader(f)]
-    mask = cifar_data["test_masks"]["lossless"]
-    assert mask.dtype == bool and mask.shape == (10000,)
-    assert mask.tolist() == [f == "lossless" for f in fidelity]
-    assert cifar_data["info"]["lossless_test_rows"] == fidelity.count("lossless") == mask.sum() < 10000
-    assert sum(cifar_data["info"]["lossless_test_class_counts"].values()) == mask.sum()
-
-
-def test_doctored_provenance_file_is_rejected(cifar_data, tmp_path):
-    with open(ROOT / cifar10.CIFAR_PROVENANCE, newline="") as f:
-        rows = list(csv.DictReader(f))
-    label = (int(rows[17]["label"]) + 1) % 10
-    rows[17].update(label=str(label), **{"class": CIFAR_CLASSES[label]})  # a consistent but wrong row
-    doctored = tmp_path / "test_provenance.csv"
-    with open(doctored, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with pytest.raises(DataError, match="disagree with the test batch at 1 positions.*position 17"):
-        cifar10.read_provenance(doctored, cifar_data["y_test"], cifar_data["classes"])
 
 
 def _mini_cifar(path: Path, rows: int, y_test: list[int], meta_global=None) -> None:
@@ -162,36 +138,18 @@ def _mini_cifar(path: Path, rows: int, y_test: list[int], meta_global=None) -> N
             tar.addfile(info, io.BytesIO(data))
 
 
-def _provenance(path: Path, labels: list[int], fidelity: list[str]) -> Path:
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["position", "label", "class", "fidelity"])
-        writer.writerows([p, y, CIFAR_CLASSES[y], fid] for p, (y, fid) in enumerate(zip(labels, fidelity, strict=True)))
-    return path
-
-
-def test_cifar10_reader_takes_either_archive_and_checks_the_provenance(tmp_path, monkeypatch):
+def test_cifar10_reader_takes_either_archive(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar10, "BATCH_ROWS", 3)
     y_test = [4, 0, 9]
-    official, repack = tmp_path / "cifar-10-python.tar.gz", tmp_path / "cifar-10-python.tar.xz"
-    _mini_cifar(official, 3, y_test)
-    _mini_cifar(repack, 3, y_test)
-
-    d = cifar10.read_cifar10({cifar10.CIFAR_ARCHIVE: official})
-    assert d["x_train"].shape == (15, 3, 32, 32) and d["y_train"][:4].tolist() == [1, 2, 3, 2]
-    assert d["y_test"].tolist() == y_test and (d["x_test"][:, 2, 31, 31] == y_test).all()
-    assert d["test_masks"]["lossless"].all() and d["info"]["lossless_test_rows"] == 3
-
-    csv_path = _provenance(tmp_path / "ok.csv", y_test, ["lossless", "LOSSY_JPEG", "lossless"])
-    d = cifar10.read_cifar10({cifar10.CIFAR_REPACK: repack, cifar10.CIFAR_PROVENANCE: csv_path})
-    assert d["test_masks"]["lossless"].tolist() == [True, False, True]
-    assert d["info"]["test_fidelity"] == {"lossless": 2, "LOSSY_JPEG": 1}
-
-    doctored = _provenance(tmp_path / "doctored.csv", [4, 0, 8], ["lossless"] * 3)
-    with pytest.raises(DataError, match="position 2, file 8, test batch 9"):
-        cifar10.read_cifar10({cifar10.CIFAR_REPACK: repack, cifar10.CIFAR_PROVENANCE: doctored})
-    with pytest.raises(DataError, match="needs cifar10/test_provenance.csv"):
-        cifar10.read_cifar10({cifar10.CIFAR_REPACK: repack})
+    for archive in (cifar10.CIFAR_ARCHIVE, cifar10.CIFAR_REPACK):
+        path = tmp_path / archive.rsplit("/", 1)[1]
+        _mini_cifar(path, 3, y_test)
+        d = cifar10.read_cifar10({archive: path})
+        assert d["x_train"].shape == (15, 3, 32, 32) and d["y_train"][:4].tolist() == [1, 2, 3, 2]
+        assert d["y_test"].tolist() == y_test and (d["x_test"][:, 2, 31, 31] == y_test).all()
+        assert d["info"]["source"] == archive
+    with pytest.raises(DataError, match="exactly one archive"):
+        cifar10.read_cifar10({})
 
 
 def test_cifar10_refuses_a_pickle_that_would_run_code(tmp_path, monkeypatch, capsys):
@@ -227,23 +185,23 @@ def test_locate_prefers_the_official_archive_and_verifies_the_files(tmp_path, mo
     monkeypatch.setitem(files.MANIFEST, cifar10.CIFAR_ARCHIVE, files.DataFile(
         cifar10.CIFAR_ARCHIVE, hashlib.sha256(payload).hexdigest(), files.CIFAR_URL, "test"))
     assert list(cifar10.locate(root, tmp_path / "cache")) == [cifar10.CIFAR_ARCHIVE]
-    need(cifar10.CIFAR_REPACK, cifar10.CIFAR_PROVENANCE)
+    need(cifar10.CIFAR_REPACK)
     found = cifar10.locate(ROOT, tmp_path / "cache")  # hashes the real repack (~1 s)
     assert {rel: sha for rel, (_, sha) in found.items()} == {
-        rel: files.MANIFEST[rel].sha256 for rel in (cifar10.CIFAR_REPACK, cifar10.CIFAR_PROVENANCE)}
+        cifar10.CIFAR_REPACK: files.MANIFEST[cifar10.CIFAR_REPACK].sha256}
 
 
 def test_mnist_files_are_the_manifests():
     assert set(mnist.MNIST_FILES) == set(files.DATASET_FILES["mnist"]) <= set(files.MANIFEST)
 
 
-def test_load_dataset_caches_the_cifar10_lossless_mask(tmp_path):
-    need(cifar10.CIFAR_REPACK, cifar10.CIFAR_PROVENANCE)
+def test_load_dataset_reads_cifar10_from_its_cache(tmp_path):
+    need(cifar10.CIFAR_REPACK)
     first = load_dataset("cifar10", ROOT, tmp_path)
     again = load_dataset("cifar10", ROOT, tmp_path)  # from the cache
     for ds in (first, again):
         assert ds.x_train.shape == (50000, 3, 32, 32) and ds.x_train.dtype == np.uint8
-        assert ds.test_masks["lossless"].sum() == ds.info["lossless_test_rows"] == 4593
+        assert np.array_equal(ds.y_test, first.y_test) and np.array_equal(ds.x_test, first.x_test)
 
 
 def test_download_mnist_from_a_local_mirror(tmp_path, serve):

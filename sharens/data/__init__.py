@@ -26,7 +26,7 @@ from sharens.data.uci import read_adult, read_letter, read_yeast
 __all__ = ["DATASETS", "DataError", "Dataset", "cache_dir", "data_root", "download", "load_dataset"]
 
 DATASETS: tuple[str, ...] = ("letter", "adult", "yeast", "semg", "imdb", "gtzan", "mnist", "cifar10")
-READER_VERSION = 2  # bump when a reader's output changes, to invalidate old caches
+READER_VERSION = 3  # bump when a reader's output changes, to invalidate old caches
 
 # reader(paths, cache) -> dict; `cache` is where a reader may keep per-file work (GTZAN's clip features)
 _READERS = {"letter": read_letter, "adult": read_adult, "yeast": read_yeast, "semg": read_semg,
@@ -36,7 +36,6 @@ _READERS = {"letter": read_letter, "adult": read_adult, "yeast": read_yeast, "se
 _LOCATORS = {"imdb": imdb.locate, "gtzan": gtzan.locate, "cifar10": cifar10.locate}
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 _VIEW = "view__"  # cache key prefix of an extra input view: view__<name>__train / __test
-_MASK = "mask__"  # cache key prefix of a test-row subset: mask__<name>
 
 
 @dataclass(frozen=True, eq=False)  # eq on arrays is ambiguous; compare fields explicitly
@@ -50,8 +49,6 @@ class Dataset:
     info: dict  # JSON-serializable provenance: files, split, preprocessing, n_features
     # other inputs for the same rows, e.g. IMDB's tf-idf beside its token ids: {view: (x_train, x_test)}
     views: dict = field(default_factory=dict)
-    # named subsets of the test rows, e.g. CIFAR-10's lossless images: {name: bool array}
-    test_masks: dict = field(default_factory=dict)
 
     def inputs(self, view: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(x_train, x_test) of the default input (view None) or of a named view."""
@@ -80,7 +77,6 @@ def _read_cache(path: Path) -> dict | None:
             out = {k: z[k] for k in _ARRAYS}
             names = sorted({k[len(_VIEW):].rsplit("__", 1)[0] for k in z.files if k.startswith(_VIEW)})
             out["views"] = {v: (z[f"{_VIEW}{v}__train"], z[f"{_VIEW}{v}__test"]) for v in names}
-            out["test_masks"] = {k[len(_MASK):]: z[k] for k in z.files if k.startswith(_MASK)}
             out["classes"] = tuple(str(c) for c in z["classes"])
             out["info"] = json.loads(str(z["info"]))
     except Exception:  # any unreadable cache (truncated, foreign, old layout) is simply rebuilt
@@ -97,7 +93,6 @@ def _write_cache(path: Path, result: dict) -> None:
                                          delete=False) as f:
             views = {f"{_VIEW}{v}__{part}": a for v, pair in result.get("views", {}).items()
                      for part, a in zip(("train", "test"), pair, strict=True)}
-            views.update({f"{_MASK}{name}": mask for name, mask in result.get("test_masks", {}).items()})
             # compressed: IMDB's dense tf-idf view is mostly zeros
             np.savez_compressed(f, **{k: result[k] for k in _ARRAYS}, **views,
                                 classes=np.array(result["classes"]),
@@ -132,7 +127,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
         result["info"] = json.loads(json.dumps(result["info"]))  # fail here, not in a report, if not JSON
         _write_cache(path, result)
     return Dataset(name, *(result[k] for k in _ARRAYS), result["classes"], result["info"],
-                   result.get("views", {}), result.get("test_masks", {}))
+                   result.get("views", {}))
 
 
 def download(name: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> list[Path]:

@@ -85,11 +85,9 @@ MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
     # official archive (md5 c58f30108f718f92721af3b95e74349a; Keras' loader pins the same sha256)
     DataFile("cifar10/cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
              CIFAR_URL, f"download {CIFAR_URL} (CIFAR-10 python version, Krizhevsky 2009)"),
-    # the project's shared repack (xz; test set partly lossy and reordered) and the file saying which rows are
-    DataFile("cifar10/cifar-10-python.tar.xz", "8b8debd2aa6de99447923d5aa1f57f47c5884d23edcca950347894d0e1fa6527",
+    # the project's shared repack (xz): every image pixel-identical to the official release, in its order
+    DataFile("cifar10/cifar-10-python.tar.xz", "32c915124bc2482f886bf8718a53864fd77610db7eb8972ecdd049ed1776990d",
              CIFAR_URL, f"it is a repack of the official archive; get the official one instead: {CIFAR_URL}"),
-    DataFile("cifar10/test_provenance.csv", "331fe2a504ec9d440227b5fea847b12d03d7f96dbed179fa80804754830ff039",
-             CIFAR_URL, f"it comes with the repack only; get the official archive instead: {CIFAR_URL}"),
 )}
 
 DATASET_FILES: dict[str, tuple[str, ...]] = {
