@@ -31,6 +31,7 @@ TABLE = Table(
         "Deep LSTM": {"semg": 47.33},
         "Deep LSTM+SE": {"semg": 48.00},
     },
+    cited=("gcForest",),
     quoted={m: GCFOREST for m in ("gcForest", "Random Forest", "SVM (rbf)", "Logistic Regression")},
     # 360 test rows (one sample = 0.28 points) and a small, noisy training set: 2 points.
     tolerance=2.0,

@@ -2,9 +2,11 @@
 
 A table is data sets x rows. Rows come from `Pair`s (a backbone trained as the
 plain baseline, as SE, and optionally as an independent ensemble of K
-baselines) and from scikit-learn `Classic` models. Every number of the paper's
-table sits in `paper`; a paper row that no model here produces is shown as
-cited (not re-run), and rows the paper itself quoted from other work are
+baselines) and from scikit-learn `Classic` models; `Table.rows` enumerates
+them once, for planning, reporting and listing alike. Every number of the
+paper's table sits in `paper`, keyed by a row's label; a paper row that no
+model here produces must be named in `cited` (shown, not re-run), so a typo in
+a key is an error at import. Rows the paper itself quoted from other work are
 marked with their source.
 """
 
@@ -18,6 +20,18 @@ from sharens.training import Preset, get_preset
 
 SE_SUFFIX = "+SE"
 ENSEMBLE_SUFFIX = " x{k} (independent)"
+# what a row trains: the plain network, SE, SE voting with held-out accuracies, K plain networks, a classic model
+VARIANTS = ("baseline", "se", "se_weighted", "independent", "classic")
+CITED = "cited"  # a paper row that is shown, not re-run
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a table: which pair (or classic model) and which variant of it, and the label it prints."""
+
+    pair: str | None  # the pair's name; None for classic and cited rows
+    variant: str  # one of VARIANTS, or CITED
+    label: str
 
 
 @dataclass(frozen=True)
@@ -131,9 +145,17 @@ class Table:
     # measure the gradient norm that reaches the first layer, at initialisation and after training
     probe_gradients: bool = False
     question: str = ""  # what the table is for, stated at the top of its report
+    cited: tuple[str, ...] = ()  # paper rows shown but not re-run (other methods, quoted results)
 
     def __post_init__(self):
         object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))
+        labels = {row.label for row in self.rows()}
+        unknown = set(self.paper) - labels
+        if unknown:
+            raise ValueError(f"{self.id}: paper rows {sorted(unknown)} match no row of the table "
+                             f"({sorted(labels)}); declare rows that are shown but not re-run in `cited`")
+        if set(self.cited) - set(self.paper):
+            raise ValueError(f"{self.id}: cited rows {sorted(set(self.cited) - set(self.paper))} have no paper number")
         if self.tolerance < 1.0:
             raise ValueError(f"{self.id}: tolerance must be at least 1 point")
         names = {pair.name for pair in self.pairs}
@@ -141,6 +163,31 @@ class Table:
             if profile.pairs is not None and set(profile.pairs) - names:
                 raise ValueError(f"{self.id}: profile {profile.name} names unknown pairs "
                                  f"{sorted(set(profile.pairs) - names)}")
+
+    def rows(self, profile: Profile | None = None) -> list[Row]:
+        """Every row, in report order: cited rows, classic models, then each pair's variants.
+
+        With a profile: only the pairs it trains, and independent ensembles of its size.
+        """
+        rows = [Row(None, CITED, name) for name in self.cited]
+        rows += [Row(None, "classic", c.name) for c in self.classic]
+        for pair in self.pairs:
+            if profile is not None and not profile.runs(pair.name):
+                continue
+            rows += [Row(pair.name, "baseline", pair.name), Row(pair.name, "se", pair.se_name)]
+            if pair.weighted_vote_holdout:
+                rows.append(Row(pair.name, "se_weighted", pair.weighted_name))
+            k = pair.independent_ensemble if profile is None else min(pair.independent_ensemble,
+                                                                        profile.ensemble_size)
+            if k:
+                rows.append(Row(pair.name, "independent", pair.ensemble_name(k)))
+        return rows
+
+    def pair(self, name: str) -> Pair:
+        return next(p for p in self.pairs if p.name == name)
+
+    def classic_model(self, name: str) -> Classic:
+        return next(c for c in self.classic if c.name == name)
 
     def preset(self, name: str) -> Preset:
         return self.preset_overrides.get(name) or get_preset(name)

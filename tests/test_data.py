@@ -7,6 +7,7 @@ that need a folder of it skip when it is absent. Nothing here touches the networ
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 import sharens.data as data
-from sharens.data import DataError, Dataset, files, load_dataset
+from sharens.data import DataError, Dataset, files, load_dataset, semg
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("SHARENS_DATA") or REPO.parent / "shared" / "data")
@@ -31,7 +32,7 @@ SHAPES = {"letter": (16000, 4000, 16, 26), "adult": (32561, 16281, 108, 2),
 
 def need(name: str) -> Path:
     """The real data root, or skip: these tests need the official files."""
-    if not all((ROOT / rel).is_file() for rel in files.DATASET_FILES[name]):
+    if not all((ROOT / rel).is_file() for rel in data.SOURCES[name].files):
         pytest.skip(f"real {name} files not found under {ROOT} (set SHARENS_DATA to a data root "
                     f"holding {FOLDER[name]}/)")
     return ROOT
@@ -73,7 +74,7 @@ def test_shapes_types_and_info(name, shared_cache):
     assert info["n_features"] == n_features
     assert info["split"]["rule"]
     assert {rel: f["sha256"] for rel, f in info["files"].items()} == {
-        rel: files.MANIFEST[rel].sha256 for rel in files.DATASET_FILES[name]}
+        rel: files.MANIFEST[rel].sha256 for rel in data.SOURCES[name].files}
 
 
 @pytest.mark.parametrize("name", SHAPES)
@@ -148,7 +149,7 @@ def test_cache_is_reused_without_parsing_or_hashing(tmp_path, monkeypatch):
     def boom(*args):
         raise AssertionError("should have come from the cache")
 
-    monkeypatch.setitem(data._READERS, "yeast", boom)
+    monkeypatch.setitem(data.SOURCES, "yeast", dataclasses.replace(data.SOURCES["yeast"], read=boom))
     monkeypatch.setattr(files, "_sha256", boom)  # the verify stamp avoids re-hashing too
     assert arrays_equal(first, load_dataset("yeast", root, tmp_path))
     # another cache dir has no stamp, so the file is hashed again there
@@ -207,7 +208,7 @@ def test_unknown_dataset():
     with pytest.raises(DataError, match="letter, adult, yeast, semg, imdb, gtzan, mnist, cifar10"):
         load_dataset("svhn")
     with pytest.raises(DataError, match="known"):
-        files.download("svhn", "unused")
+        data.download("svhn", "unused")
 
 
 def test_data_root_and_cache_dir_precedence(tmp_path, monkeypatch):
@@ -230,11 +231,11 @@ def test_download_uci_file(tmp_path, serve, shared_cache):
     site.mkdir()
     shutil.copy(real / "uci/yeast.data", site)
     root = tmp_path / "root"
-    paths = files.download("yeast", root, base_url=serve(site))
+    paths = data.download("yeast", root, base_url=serve(site))
     assert paths == [root / "uci" / "yeast.data"]
     assert files.verify("uci/yeast.data", root) == paths[0]
     assert arrays_equal(load_dataset("yeast", root, tmp_path / "cache"), load_dataset("yeast", real, shared_cache))
-    files.download("yeast", root, base_url="http://127.0.0.1:9")  # already there: no request made
+    data.download("yeast", root, base_url="http://127.0.0.1:9")  # already there: no request made
 
 
 def test_download_with_wrong_content_fails_cleanly(tmp_path, serve):
@@ -243,15 +244,15 @@ def test_download_with_wrong_content_fails_cleanly(tmp_path, serve):
     (site / "yeast.data").write_text("not the yeast data\n")
     root = tmp_path / "root"
     with pytest.raises(DataError, match="yeast.data"):
-        files.download("yeast", root, base_url=serve(site))
+        data.download("yeast", root, base_url=serve(site))
     assert not (root / "uci" / "yeast.data").exists()
 
 
 def _semg_zip(site: Path, real: Path, replace: dict[str, bytes] | None = None) -> None:
     site.mkdir()
-    with zipfile.ZipFile(site / files.SEMG_ZIP_NAME, "w") as zf:
+    with zipfile.ZipFile(site / semg.ZIP_NAME, "w") as zf:
         zf.writestr("Database 1/readme.txt", "sEMG database 1")
-        for rel in files.DATASET_FILES["semg"]:
+        for rel in data.SOURCES["semg"].files:
             name = rel.split("/")[1]
             zf.writestr(f"Database 1/{name}", (replace or {}).get(name) or (real / rel).read_bytes())
 
@@ -260,8 +261,8 @@ def test_download_semg_zip(tmp_path, serve, shared_cache):
     real = need("semg")
     _semg_zip(tmp_path / "site", real)
     root = tmp_path / "root"
-    paths = files.download("semg", root, base_url=serve(tmp_path / "site"))
-    assert paths == [root / rel for rel in files.DATASET_FILES["semg"]]
+    paths = data.download("semg", root, base_url=serve(tmp_path / "site"))
+    assert paths == [root / rel for rel in data.SOURCES["semg"].files]
     assert sorted(p.name for p in (root / "semg").iterdir()) == sorted(p.name for p in paths)  # nothing else
     assert arrays_equal(load_dataset("semg", root, tmp_path / "cache"), load_dataset("semg", real, shared_cache))
 
@@ -269,5 +270,5 @@ def test_download_semg_zip(tmp_path, serve, shared_cache):
 def test_download_semg_zip_with_wrong_file(tmp_path, serve):
     _semg_zip(tmp_path / "site", need("semg"), replace={"male_2.mat": b"MATLAB but not really"})
     with pytest.raises(DataError, match="male_2.mat.*expected sha256"):
-        files.download("semg", tmp_path / "root", base_url=serve(tmp_path / "site"))
+        data.download("semg", tmp_path / "root", base_url=serve(tmp_path / "site"))
     assert not (tmp_path / "root" / "semg" / "male_2.mat").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sharens.data import cifar10, files, load_dataset, mnist
+from sharens.data import cifar10, download, files, load_dataset, mnist
 from sharens.data.files import DataError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_locate_prefers_the_official_archive_and_verifies_the_files(tmp_path, mo
     payload = b"pretend this is the official archive"
     (root / cifar10.CIFAR_ARCHIVE).write_bytes(payload)
     monkeypatch.setitem(files.MANIFEST, cifar10.CIFAR_ARCHIVE, files.DataFile(
-        cifar10.CIFAR_ARCHIVE, hashlib.sha256(payload).hexdigest(), files.CIFAR_URL, "test"))
+        cifar10.CIFAR_ARCHIVE, hashlib.sha256(payload).hexdigest(), files.CIFAR_URL, "test", "cifar10"))
     assert list(cifar10.locate(root, tmp_path / "cache")) == [cifar10.CIFAR_ARCHIVE]
     need(cifar10.CIFAR_REPACK)
     found = cifar10.locate(ROOT, tmp_path / "cache")  # hashes the real repack (~1 s)
@@ -192,7 +192,7 @@ def test_locate_prefers_the_official_archive_and_verifies_the_files(tmp_path, mo
 
 
 def test_mnist_files_are_the_manifests():
-    assert set(mnist.MNIST_FILES) == set(files.DATASET_FILES["mnist"]) <= set(files.MANIFEST)
+    assert set(mnist.MNIST_FILES) <= set(files.MANIFEST)
 
 
 def test_load_dataset_reads_cifar10_from_its_cache(tmp_path):
@@ -210,5 +210,5 @@ def test_download_mnist_from_a_local_mirror(tmp_path, serve):
     site.mkdir()
     for rel in mnist.MNIST_FILES:
         shutil.copy(ROOT / rel, site)
-    paths = files.download("mnist", tmp_path / "root", base_url=serve(site))
-    assert [p.read_bytes() for p in paths] == [(ROOT / rel).read_bytes() for rel in files.DATASET_FILES["mnist"]]
+    paths = download("mnist", tmp_path / "root", base_url=serve(site))
+    assert [p.read_bytes() for p in paths] == [(ROOT / rel).read_bytes() for rel in mnist.MNIST_FILES]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -112,7 +113,7 @@ def test_download_imdb_checks_the_sha256(tmp_path, serve, monkeypatch):
     (site / "aclImdb_v1.tar.gz").write_bytes(payload)
     entry = files.MANIFEST[imdb.OFFICIAL]
     monkeypatch.setitem(files.MANIFEST, imdb.OFFICIAL,
-                        files.DataFile(entry.relpath, hashlib.sha256(payload).hexdigest(), entry.url, entry.hint))
+                        dataclasses.replace(entry, sha256=hashlib.sha256(payload).hexdigest()))
     (path,) = download("imdb", tmp_path / "root", base_url=serve(site))
     assert path == tmp_path / "root" / imdb.OFFICIAL and path.read_bytes() == payload
     (site / "aclImdb_v1.tar.gz").write_bytes(b"tampered")

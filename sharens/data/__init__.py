@@ -1,39 +1,79 @@
 """Data sets of the suite: verified official files in, standardized train/test arrays out.
 
-The derived arrays are cached as .npz in the cache dir, keyed by the source
-files' sha256 and READER_VERSION, so a change of either rebuilds them; the data
-root itself is only ever read.
+Each data set is declared once, in `SOURCES`: the files it reads (or how to
+find them), the reader that splits them, the reader's version, and how to
+fetch them. The derived arrays are cached as .npz in the cache dir, keyed by
+the source files' sha256 and the reader's version, so a change of either
+rebuilds them; the data root itself is only ever read. The same two things
+(`identify`) key every stored cell, so a changed file or reader also means a
+recomputed cell.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sharens.data import cifar10, files, gtzan, imdb, mnist
+from sharens.atomic import atomic_path
+from sharens.data import cifar10, files, gtzan, imdb, mnist, semg
 from sharens.data.files import DataError, cache_dir, data_root
-from sharens.data.semg import read_semg
 from sharens.data.uci import read_adult, read_letter, read_yeast
 
-__all__ = ["DATASETS", "DataError", "Dataset", "cache_dir", "data_root", "download", "load_dataset"]
+__all__ = ["DATASETS", "SOURCES", "DataError", "Dataset", "cache_dir", "data_root", "download", "identify",
+           "load_dataset"]
 
-DATASETS: tuple[str, ...] = ("letter", "adult", "yeast", "semg", "imdb", "gtzan", "mnist", "cifar10")
-READER_VERSION = 3  # bump when a reader's output changes, to invalidate old caches
 
-# reader(paths, cache) -> dict; `cache` is where a reader may keep per-file work (GTZAN's clip features)
-_READERS = {"letter": read_letter, "adult": read_adult, "yeast": read_yeast, "semg": read_semg,
-            "imdb": imdb.read_imdb, "gtzan": gtzan.read_gtzan, "mnist": mnist.read_mnist,
-            "cifar10": cifar10.read_cifar10}
-# locate(root, cache) -> {label: (path, sha256)}: data sets whose files are not a fixed list
-_LOCATORS = {"imdb": imdb.locate, "gtzan": gtzan.locate, "cifar10": cifar10.locate}
+@dataclass(frozen=True)
+class Source:
+    """One data set: what it reads, how it is read, and how it is fetched.
+
+    `read(paths, cache)` returns the split (x_train, y_train, x_test, y_test,
+    classes, info, optional views); `version` is bumped whenever its output
+    changes. `files` are the manifest files it reads and `download` fetches;
+    `locate(root, cache)` replaces that list where the files present may vary
+    ({label: (path, sha256)}); `fetch(root, base_url)` replaces the plain
+    download where the files come out of a bundle.
+    """
+
+    name: str
+    read: Callable[[dict[str, Path], Path], dict]
+    version: int
+    files: tuple[str, ...] = ()
+    locate: Callable[[Path, Path], dict[str, tuple[Path, str]]] | None = None
+    fetch: Callable[[Path, str | None], list[Path]] | None = None
+
+    def sources(self, root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
+        """{label: (verified path, sha256)} of the files this data set reads under `root`."""
+        if self.locate is not None:
+            return self.locate(root, cache)
+        return {rel: (files.verify(rel, root, cache), files.MANIFEST[rel].sha256) for rel in self.files}
+
+    def download(self, root: Path, base_url: str | None = None) -> list[Path]:
+        if self.fetch is not None:
+            return self.fetch(root, base_url)
+        return files.download(self.files, root, base_url)
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source("letter", read_letter, 1, ("uci/letter-recognition.data",)),
+    Source("adult", read_adult, 1, ("uci/adult.data", "uci/adult.test")),
+    Source("yeast", read_yeast, 1, ("uci/yeast.data",)),
+    Source("semg", semg.read_semg, 1, semg.FILES, fetch=semg.download),
+    # `files` is what `download` fetches; `locate` also accepts the repack or an extracted folder
+    Source("imdb", imdb.read_imdb, 1, (imdb.OFFICIAL,), locate=imdb.locate),
+    Source("gtzan", gtzan.read_gtzan, 1, locate=gtzan.locate, fetch=gtzan.download),
+    Source("mnist", mnist.read_mnist, 1, mnist.MNIST_FILES),
+    # version 2: the shared repack's test set became the official one; no lossless mask
+    Source("cifar10", cifar10.read_cifar10, 2, (cifar10.CIFAR_ARCHIVE,), locate=cifar10.locate),
+)}
+DATASETS: tuple[str, ...] = tuple(SOURCES)
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 _VIEW = "view__"  # cache key prefix of an extra input view: view__<name>__train / __test
 
@@ -59,14 +99,24 @@ class Dataset:
         return self.views[view]
 
 
-def _manifest_sources(name: str, root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
-    return {rel: (files.verify(rel, root, cache), files.MANIFEST[rel].sha256) for rel in files.DATASET_FILES[name]}
+def _source(name: str) -> Source:
+    if name not in SOURCES:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return SOURCES[name]
 
 
-def _cache_key(sources: dict[str, tuple[Path, str]]) -> str:
-    blob = json.dumps({"sources": sorted((label, sha) for label, (_, sha) in sources.items()),
-                       "reader_version": READER_VERSION})
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _identity(source: Source, sources: dict[str, tuple[Path, str]]) -> dict:
+    return {"files": {label: sha for label, (_, sha) in sorted(sources.items())}, "reader_version": source.version}
+
+
+def identify(name: str, root: str | os.PathLike | None = None, cache: str | os.PathLike | None = None) -> dict:
+    """What determines a data set's arrays: its files' sha256 and its reader's version (files verified)."""
+    source = _source(name)
+    return _identity(source, source.sources(data_root(root), cache_dir(cache)))
+
+
+def _cache_key(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _read_cache(path: Path) -> dict | None:
@@ -87,51 +137,41 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, result: dict) -> None:
-    """Atomic: readers in other processes see the old file or the complete new one."""
+    views = {f"{_VIEW}{v}__{part}": a for v, pair in result.get("views", {}).items()
+             for part, a in zip(("train", "test"), pair, strict=True)}
     try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz",
-                                         delete=False) as f:
-            views = {f"{_VIEW}{v}__{part}": a for v, pair in result.get("views", {}).items()
-                     for part, a in zip(("train", "test"), pair, strict=True)}
-            # compressed: IMDB's dense tf-idf view is mostly zeros
-            np.savez_compressed(f, **{k: result[k] for k in _ARRAYS}, **views,
-                                classes=np.array(result["classes"]),
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # compressed: IMDB's dense tf-idf view is mostly zeros
+            np.savez_compressed(f, **{k: result[k] for k in _ARRAYS}, **views, classes=np.array(result["classes"]),
                                 info=np.array(json.dumps(result["info"], sort_keys=True)))
-        os.chmod(f.name, 0o644)  # temp files are private; a cache may be shared
-        os.replace(f.name, path)
     except OSError as exc:
         warnings.warn(f"could not cache {path}: {exc}", stacklevel=3)
-        Path(f.name).unlink(missing_ok=True)
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None,
                  cache: str | os.PathLike | None = None) -> Dataset:
     """Verified, split and standardized `name`; built once, then read from the cache."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    source = _source(name)
     root, cache = data_root(root), cache_dir(cache)
-    sources = _LOCATORS.get(name, functools.partial(_manifest_sources, name))(root, cache)
-    key = _cache_key(sources)
+    sources = source.sources(root, cache)
+    identity = _identity(source, sources)
+    key = _cache_key(identity)
     path = cache / f"{name}-{key}.npz"
     result = _read_cache(path)
     if result is None:
-        result = _READERS[name]({label: p for label, (p, _) in sources.items()}, cache)
+        result = source.read({label: p for label, (p, _) in sources.items()}, cache)
         result["info"] = {
             "dataset": name,
             "files": {label: {"sha256": sha, "url": getattr(files.MANIFEST.get(label), "url", None)}
                       for label, (_, sha) in sources.items()},
-            "reader_version": READER_VERSION,
+            "reader_version": source.version,
             "cache_key": key,
             **result["info"],
         }
         result["info"] = json.loads(json.dumps(result["info"]))  # fail here, not in a report, if not JSON
         _write_cache(path, result)
-    return Dataset(name, *(result[k] for k in _ARRAYS), result["classes"], result["info"],
-                   result.get("views", {}))
+    return Dataset(name, *(result[k] for k in _ARRAYS), result["classes"], result["info"], result.get("views", {}))
 
 
 def download(name: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> list[Path]:
     """Fetch `name`'s official files into the data root, checked against their sha256 (needs internet)."""
-    if name == "gtzan":
-        return gtzan.download(data_root(root), base_url)
-    return files.download(name, root, base_url)
+    return _source(name).download(data_root(root), base_url)

@@ -24,7 +24,7 @@ import numpy as np
 
 from sharens.data import files
 from sharens.data.files import DataError
-from sharens.data.uci import counts, split_result
+from sharens.data.splits import split_result
 
 CIFAR_ARCHIVE = "cifar10/cifar-10-python.tar.gz"  # the official download
 CIFAR_REPACK = "cifar10/cifar-10-python.tar.xz"  # the suite's shared data root: the same images, xz

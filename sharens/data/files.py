@@ -8,10 +8,7 @@ dir remembers the hash of this exact file (path, size, mtime).
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +16,6 @@ import pooch
 
 UCI_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases"
 SEMG_ZIP_URL = "https://archive.ics.uci.edu/static/public/313/semg+for+basic+hand+movements.zip"
-SEMG_ZIP_NAME = SEMG_ZIP_URL.rsplit("/", 1)[1]
 SEMG_ZIP_FOLDER = "Database 1"
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # torchvision's mirror of the official MNIST files (yann.lecun.com/exdb/mnist often refuses downloads)
@@ -37,6 +33,7 @@ class DataFile:
     sha256: str
     url: str
     hint: str  # how to get it by hand
+    dataset: str  # the data set whose `download` fetches it
 
     @property
     def name(self) -> str:
@@ -45,18 +42,19 @@ class DataFile:
 
 def _uci(relpath: str, sha256: str, folder: str, dataset_id: int, title: str) -> DataFile:
     url = f"{UCI_BASE}/{folder}/{relpath.rsplit('/', 1)[1]}"
-    return DataFile(relpath, sha256, url, f"download {url} (UCI ML repository dataset {dataset_id}, {title})")
+    return DataFile(relpath, sha256, url, f"download {url} (UCI ML repository dataset {dataset_id}, {title})",
+                    title.split()[0].lower())
 
 
 def _mnist(name: str, sha256: str) -> DataFile:
     url = MNIST_URL + name
-    return DataFile(f"mnist/{name}", sha256, url, f"download {url} (MNIST, LeCun et al. 1998)")
+    return DataFile(f"mnist/{name}", sha256, url, f"download {url} (MNIST, LeCun et al. 1998)", "mnist")
 
 
 def _semg(name: str, sha256: str) -> DataFile:
     return DataFile(f"semg/{name}", sha256, SEMG_ZIP_URL,
                     f"UCI ML repository dataset 313 (sEMG for Basic Hand movements): "
-                    f"unzip '{SEMG_ZIP_FOLDER}/{name}' from {SEMG_ZIP_URL}")
+                    f"unzip '{SEMG_ZIP_FOLDER}/{name}' from {SEMG_ZIP_URL}", "semg")
 
 
 MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
@@ -74,33 +72,22 @@ MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
     _semg("male_1.mat", "4637c7538292a331c30e06d58d8bafc6dfbab15ad1d4954250f19c05a52ae110"),
     _semg("male_2.mat", "f038709bc1e5bbd427cd378492a6314275b788f5e6a37ed25f154e8ad4e59820"),
     DataFile("imdb/aclImdb_v1.tar.gz", "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
-             IMDB_URL, f"download {IMDB_URL} (Large Movie Review Dataset v1.0, Maas et al. 2011)"),
+             IMDB_URL, f"download {IMDB_URL} (Large Movie Review Dataset v1.0, Maas et al. 2011)", "imdb"),
     # the same reviews repacked with xz and without train/unsup (the project's shared data root)
     DataFile("imdb/aclImdb_v1_labeled.tar.xz", "b52855f5949e630aa2c86ceb85a4c76ad02690705c2a4dc05464029772ac9708",
-             IMDB_URL, f"it is a repack of the official archive; get the official one instead: {IMDB_URL}"),
+             IMDB_URL, f"it is a repack of the official archive; get the official one instead: {IMDB_URL}", "imdb"),
     _mnist("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
     _mnist("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
     _mnist("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
     _mnist("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
     # official archive (md5 c58f30108f718f92721af3b95e74349a; Keras' loader pins the same sha256)
     DataFile("cifar10/cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-             CIFAR_URL, f"download {CIFAR_URL} (CIFAR-10 python version, Krizhevsky 2009)"),
+             CIFAR_URL, f"download {CIFAR_URL} (CIFAR-10 python version, Krizhevsky 2009)", "cifar10"),
     # the project's shared repack (xz): every image pixel-identical to the official release, in its order
     DataFile("cifar10/cifar-10-python.tar.xz", "32c915124bc2482f886bf8718a53864fd77610db7eb8972ecdd049ed1776990d",
-             CIFAR_URL, f"it is a repack of the official archive; get the official one instead: {CIFAR_URL}"),
+             CIFAR_URL, f"it is a repack of the official archive; get the official one instead: {CIFAR_URL}",
+             "cifar10"),
 )}
-
-DATASET_FILES: dict[str, tuple[str, ...]] = {
-    "letter": ("uci/letter-recognition.data",),
-    "adult": ("uci/adult.data", "uci/adult.test"),
-    "yeast": ("uci/yeast.data",),
-    "semg": tuple(f"semg/{s}.mat" for s in ("female_1", "female_2", "female_3", "male_1", "male_2")),
-    "imdb": ("imdb/aclImdb_v1.tar.gz",),  # what `download` fetches; the reader accepts alternatives
-    "mnist": tuple(f"mnist/{part}-{kind}-idx{dims}-ubyte.gz" for part in ("train", "t10k")
-                   for kind, dims in (("images", 3), ("labels", 1))),
-    "cifar10": ("cifar10/cifar-10-python.tar.gz",),  # what `download` fetches; the reader accepts the repack
-}
-
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Explicit argument > $SHARENS_DATA > ./datasets."""
@@ -124,12 +111,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _dataset_of(relpath: str) -> str:
-    return next((d for d, rels in DATASET_FILES.items() if relpath in rels), relpath.split("/")[0])
-
-
 def _how_to_get(entry: DataFile, root: Path) -> str:
-    return (f"Get it with `python -m sharens download {_dataset_of(entry.relpath)} --data-root {root}`, "
+    return (f"Get it with `python -m sharens download {entry.dataset} --data-root {root}`, "
             f"or by hand: {entry.hint}. The data root comes from --data-root or the SHARENS_DATA "
             f"environment variable (default ./datasets); it is now {root}.")
 
@@ -169,7 +152,7 @@ def verify(relpath: str, root: str | os.PathLike | None = None, cache: str | os.
     return path
 
 
-def _is_verified(relpath: str, root: Path) -> bool:
+def is_verified(relpath: str, root: Path) -> bool:
     try:
         verify(relpath, root)
         return True
@@ -177,25 +160,17 @@ def _is_verified(relpath: str, root: Path) -> bool:
         return False
 
 
-def download(dataset: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> list[Path]:
-    """Fetch `dataset`'s official files into `root` (skipping ones that already verify); return their paths.
+def download(relpaths: tuple[str, ...], root: str | os.PathLike | None = None,
+             base_url: str | None = None) -> list[Path]:
+    """Fetch official files into `root` (skipping ones that already verify); return their verified paths.
 
-    `base_url` replaces the server (tests use a local one): files are fetched
-    from `base_url/<file name>`, the sEMG zip from `base_url/<zip name>`.
+    `base_url` replaces the server (tests use a local one): files are fetched from `base_url/<file name>`.
     """
-    if dataset not in DATASET_FILES:
-        raise DataError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_FILES)}")
     root = data_root(root)
-    todo = [MANIFEST[r] for r in DATASET_FILES[dataset] if not _is_verified(r, root)]
-    if todo and dataset == "semg":  # one zip holds all five files; its own hash is not published
-        url = f"{base_url}/{SEMG_ZIP_NAME}" if base_url else SEMG_ZIP_URL
-        with tempfile.TemporaryDirectory() as tmp:
-            _extract_semg(retrieve(url, None, Path(tmp), SEMG_ZIP_NAME), todo, root)
-    elif todo:
-        for entry in todo:
-            url = f"{base_url}/{entry.name}" if base_url else entry.url
-            retrieve(url, f"sha256:{entry.sha256}", (root / entry.relpath).parent, entry.name)
-    return [verify(r, root) for r in DATASET_FILES[dataset]]
+    for entry in (MANIFEST[r] for r in relpaths if not is_verified(r, root)):
+        url = f"{base_url}/{entry.name}" if base_url else entry.url
+        retrieve(url, f"sha256:{entry.sha256}", (root / entry.relpath).parent, entry.name)
+    return [verify(r, root) for r in relpaths]
 
 
 def retrieve(url: str, known_hash: str | None, folder: Path, fname: str) -> Path:
@@ -203,38 +178,3 @@ def retrieve(url: str, known_hash: str | None, folder: Path, fname: str) -> Path
         return Path(pooch.retrieve(url, known_hash=known_hash, path=folder, fname=fname))
     except (ValueError, OSError) as exc:  # pooch: ValueError on hash mismatch; requests errors are OSErrors
         raise DataError(f"download of {url} into {folder} failed: {exc}") from exc
-
-
-def _find_in_zip(zf: zipfile.ZipFile, name: str) -> bytes | None:
-    """Bytes of `Database 1/<name>`, looking inside nested zips too (the UCI bundle may wrap one)."""
-    for member in zf.namelist():
-        if member.endswith(f"{SEMG_ZIP_FOLDER}/{name}"):
-            return zf.read(member)
-    for member in zf.namelist():
-        if member.lower().endswith(".zip"):
-            with zipfile.ZipFile(io.BytesIO(zf.read(member))) as inner:
-                found = _find_in_zip(inner, name)
-            if found is not None:
-                return found
-    return None
-
-
-def _extract_semg(zip_path: Path, entries: list[DataFile], root: Path) -> None:
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"the sEMG download {zip_path.name} is not a zip file: {exc}") from exc
-    with zf:
-        for entry in entries:
-            data = _find_in_zip(zf, entry.name)
-            if data is None:
-                raise DataError(f"'{SEMG_ZIP_FOLDER}/{entry.name}' is not in the sEMG zip {zip_path.name}")
-            found = hashlib.sha256(data).hexdigest()
-            if found != entry.sha256:
-                raise DataError(f"'{SEMG_ZIP_FOLDER}/{entry.name}' in the sEMG zip is not the official file: "
-                                f"expected sha256 {entry.sha256}, found {found}")
-            target = root / entry.relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{entry.name}.part")
-            partial.write_bytes(data)
-            os.replace(partial, target)  # never leave a half-written official file behind

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from sharens.atomic import atomic_path, write_bytes
 from sharens.data import files
 from sharens.data.files import DataError
-from sharens.data.uci import split_result, stratified_split
+from sharens.data.splits import split_result, stratified_split
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 ARCHIVE_URL = "http://opihi.cs.uvic.ca/sound/genres.tar.gz"  # the original marsyas release (1,000 .au clips)
@@ -109,10 +110,8 @@ def _extract_to_cache(path: str, target: str, params: MfccParams) -> str | None:
         features = mfcc(path, params)
     except Exception as exc:  # a bad clip is reported and skipped, never fatal
         return f"unreadable: {type(exc).__name__}: {exc}"
-    fd, tmp = tempfile.mkstemp(dir=Path(target).parent, suffix=".tmp.npy")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_path(Path(target)) as tmp, open(tmp, "wb") as f:
         np.save(f, features)
-    os.replace(tmp, target)
     return None
 
 
@@ -238,10 +237,7 @@ def download(root: Path, base_url: str | None = None) -> list[Path]:
                     rejected.append(name)
                     continue
                 target = root / "gtzan" / "genres" / match["genre"] / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{name}.part")
-                partial.write_bytes(data)
-                os.replace(partial, target)
+                write_bytes(target, data)
                 written.append(target)
     if rejected:
         print(f"GTZAN: {len(rejected)} clips did not match the published sha256 and were not kept: "

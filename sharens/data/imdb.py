@@ -22,7 +22,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from sharens.data import files
 from sharens.data.files import DataError
-from sharens.data.uci import split_result
+from sharens.data.splits import split_result
 
 OFFICIAL = "imdb/aclImdb_v1.tar.gz"
 REPACK = "imdb/aclImdb_v1_labeled.tar.xz"

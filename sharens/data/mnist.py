@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sharens.data.files import DataError
-from sharens.data.uci import split_result
+from sharens.data.splits import split_result
 
 # split: (images relpath, labels relpath, rows)
 SPLITS: dict[str, tuple[str, str, int]] = {
