@@ -1,72 +1,120 @@
-"""A cell is one (data set, model row, preset, seed) of a table: the unit of work and of resume.
+"""Stored cells: each finished cell found again by everything that determines its numbers.
 
-Each finished cell is written atomically to its own JSON file, named after what
-determines its result (a hash of its configuration), so a killed run loses at
-most the cell in progress and a changed setting never reuses a stale number.
+A cell's key hashes its spec (`sharens.plan`), the identity of the data it read
+(the files' sha256 and the reader's version) and the evaluation schema, so a
+changed setting, data file, reader or evaluation means a new key: the cell is
+recomputed, never silently reused. Each cell is a JSON record and, for a cell
+that finished, an .npz of its per-row outcomes; both are written atomically,
+the outcomes first, so a record on disk always has its outcomes beside it.
+
+A table's report packs the outcomes of its cells into one `<table>.outcomes.npz`
+beside `<table>.json`, keyed by cell key, so committed results carry them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-KINDS = ("baseline", "se", "se_weighted", "independent", "classic")
+import numpy as np
+
+from sharens.atomic import atomic_path, write_json
+from sharens.evaluation import EVALUATION_SCHEMA, outcomes_sha256
+from sharens.plan import CellSpec
 
 
-@dataclass(frozen=True)
-class Cell:
-    table: str
-    dataset: str
-    model: str  # row name as printed, e.g. "DNN+SE"
-    kind: str  # one of KINDS
-    preset: str | None  # None for classic models, which have no optimizer preset
-    seed: int
-    config: dict  # everything else that determines the result
+def cell_key(spec: CellSpec, data_identity: dict) -> str:
+    blob = json.dumps({"spec": spec.as_dict(), "data": data_identity, "evaluation_schema": EVALUATION_SCHEMA},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    @property
-    def config_hash(self) -> str:
-        blob = json.dumps({**asdict(self)}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
-    @property
-    def filename(self) -> str:
-        safe = "".join(c if c.isalnum() else "-" for c in self.model).strip("-")
-        return f"{self.dataset}__{safe}__{self.preset or 'classic'}__s{self.seed}__{self.config_hash}.json"
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {name: z[name] for name in z.files}
 
 
 class CellStore:
-    """Finished cells of one table and profile, one JSON file each, under `out/cells/`."""
+    """Finished cells of one table and profile, under `out/cells/<table>/<profile>/`."""
 
     def __init__(self, out: Path, table: str, profile: str):
         self.folder = Path(out) / "cells" / table / profile
 
-    def path(self, cell: Cell) -> Path:
-        return self.folder / cell.filename
+    def path(self, spec: CellSpec, key: str) -> Path:
+        safe = "".join(c if c.isalnum() else "-" for c in spec.row.label).strip("-")
+        return self.folder / f"{spec.dataset}__{safe}__{spec.preset or 'classic'}__s{spec.seed}__{key}.json"
 
-    def load(self, cell: Cell) -> dict | None:
-        """The stored record of `cell`, or None if absent or unreadable (it is then redone)."""
+    def load(self, spec: CellSpec, key: str) -> dict | None:
+        """The stored record of the cell with this key, or None if absent or unreadable (it is then redone)."""
+        path = self.path(spec, key)
         try:
-            return json.loads(self.path(cell).read_text())
+            record = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        if record.get("key") != key or ("outcomes" in record and not path.with_suffix(".npz").is_file()):
+            return None
+        return record
 
-    def save(self, cell: Cell, record: dict) -> None:
-        write_json_atomic(self.path(cell), record)
+    def save(self, spec: CellSpec, key: str, record: dict, outcomes: dict[str, np.ndarray]) -> dict:
+        """Store a finished cell; returns the record as stored (with its key)."""
+        record = {**record, "key": key}
+        path = self.path(spec, key)
+        if outcomes:
+            _save_npz(path.with_suffix(".npz"), outcomes)
+        write_json(path, record)
+        return record
+
+    def outcomes(self, record: dict) -> dict[str, np.ndarray] | None:
+        matches = list(self.folder.glob(f"*__{record.get('key')}.npz")) if record.get("key") else []
+        return _load_npz(matches[0]) if matches else None
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class Outcomes:
+    """Per-row outcomes of a table's cells, looked up by record; checked against the record's checksum.
+
+    Reads from the cell store of a run, or from the `<table>.outcomes.npz` a report packed.
+    Records of older runs that kept no outcomes give None: the statistics that need them say so.
+    """
+
+    def __init__(self, arrays_by_key: dict[str, dict[str, np.ndarray]]):
+        self.by_key = arrays_by_key
+
+    @classmethod
+    def from_store(cls, store: CellStore, records: list[dict]) -> Outcomes:
+        found = {r["key"]: store.outcomes(r) for r in records if r.get("outcomes")}
+        return cls({k: v for k, v in found.items() if v is not None})
+
+    @classmethod
+    def from_pack(cls, path: Path) -> Outcomes:
+        """The outcomes packed beside a table's JSON (none if the file is absent: an older run)."""
+        if not path.is_file():
+            return cls({})
+        by_key: dict[str, dict[str, np.ndarray]] = {}
+        for name, array in _load_npz(path).items():
+            key, _, field = name.partition("/")
+            by_key.setdefault(key, {})[field] = array
+        return cls(by_key)
+
+    def get(self, record: dict) -> dict[str, np.ndarray] | None:
+        arrays = self.by_key.get(record.get("key"))
+        if arrays is None or "outcomes" not in record:
+            return None
+        if outcomes_sha256(arrays) != record["outcomes"]["sha256"]:
+            raise ValueError(f"the stored outcomes of cell {record['key']} ({record['model']}, seed "
+                             f"{record['seed']}) do not match their checksum; rerun the cell with --force")
+        return arrays
+
+    def pack(self, records: list[dict], path: Path) -> Path | None:
+        """Write the outcomes of `records` into one .npz (keyed `<cell key>/<array>`); None if they have none."""
+        arrays = {f"{r['key']}/{name}": a for r in records if (found := self.get(r)) for name, a in found.items()}
+        if not arrays:
+            path.unlink(missing_ok=True)
+            return None
+        _save_npz(path, arrays)
+        return path

@@ -43,20 +43,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for table in tables:
         start = time.perf_counter()
         try:
-            records, errors = run_table(table, args.profile, out=args.out, seeds=args.seeds,
-                                        presets=args.preset, device=device,
-                                        data_root=args.data_root, force=args.force, jobs=args.jobs,
-                                        compile=args.compile)
+            run = run_table(table, args.profile, out=args.out, seeds=args.seeds, presets=args.preset,
+                            device=device, data_root=args.data_root, force=args.force, jobs=args.jobs,
+                            compile=args.compile)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
             continue
-        for error in errors:
+        for error in run.errors:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
-        failed |= bool(errors)
-        if records:
-            md, js = report.write(table, args.profile, records, args.out)
-            print(f"{table.id}: {len(records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
+        failed |= bool(run.errors)
+        if run.records:
+            md, js = report.write(table, args.profile, run.records, args.out, run.outcomes)
+            print(f"{table.id}: {len(run.records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
     return 1 if failed else 0
 
 
@@ -66,6 +65,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from benchmarks import UnknownTable, get_table
     from sharens import report
+    from sharens.cells import Outcomes
 
     source = args.source or args.out / f"{args.table}.json"
     try:
@@ -81,7 +81,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if doc.get("table") != table.id:
         print(f"error: {source} holds table {doc.get('table')!r}, not {table.id!r}", file=sys.stderr)
         return 2
-    md, js = report.write(table, doc["profile"], doc["cells"], args.out)
+    try:
+        md, js = report.write(table, doc["profile"], doc["cells"], args.out,
+                              Outcomes.from_pack(source.with_name(f"{table.id}.outcomes.npz")))
+    except ValueError as exc:  # a stored cell the table no longer has, or outcomes that fail their checksum
+        print(f"error: {source}: {exc}", file=sys.stderr)
+        return 1
     print(f"{table.id}: {len(doc['cells'])} stored cells -> {md}, {js}")
     return 0
 
@@ -94,10 +99,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         table = get_table(table_id)
         print(f"{table.id}: {table.title}")
         print(f"  data sets: {', '.join(table.datasets)}")
-        models = [m for p in table.pairs for m in (p.name, p.se_name)]
-        models += [p.ensemble_name(p.independent_ensemble) for p in table.pairs if p.independent_ensemble]
-        models += [c.name for c in table.classic]
-        print(f"  models: {', '.join(models)}")
+        print(f"  rows run: {', '.join(r.label for r in table.rows() if r.variant != 'cited')}")
+        if table.cited:
+            print(f"  rows cited from the paper, not re-run: {', '.join(table.cited)}")
         for profile in table.profiles.values():
             print(f"  profile {profile.name}: {profile.description}")
         print(f"  presets run by default: {', '.join(table.presets)}")

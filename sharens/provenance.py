@@ -32,7 +32,8 @@ def git_revision() -> str | None:
     return head
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device, threads: int | None = None) -> str:
+    """The GPU's name, or the CPU's model and the torch threads a cell ran on."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()
@@ -43,7 +44,8 @@ def device_name(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    threads = threads or torch.get_num_threads()
+    return f"{cpu} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def _version(package: str) -> str | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import IMPLEMENTED, get_table
-from sharens import report
+from sharens import document
 from sharens.runner import run_table
 
 
@@ -27,8 +27,8 @@ def compare(reference: dict, current: dict, tolerance: float) -> list[str]:
     def key(row):
         return (row["dataset"], row["model"], row["preset"])
 
-    ref_rows = {key(r): r for r in reference["rows"] if r["kind"] != "cited"}
-    cur_rows = {key(r): r for r in current["rows"] if r["kind"] != "cited"}
+    ref_rows = {key(r): r for r in reference["rows"] if r["variant"] != "cited"}
+    cur_rows = {key(r): r for r in current["rows"] if r["variant"] != "cited"}
     problems = [f"{k}: missing from this run" for k in ref_rows.keys() - cur_rows.keys()]
     problems += [f"{k}: new row, not in the reference" for k in cur_rows.keys() - ref_rows.keys()]
     for k in ref_rows.keys() & cur_rows.keys():
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", type=Path, default=Path("results/smoke"))
     p.add_argument("--tolerance", type=float, default=5.0)
     p.add_argument("--data-root", type=Path, default=None)
+    p.add_argument("--jobs", type=int, default=1, help="CPU worker processes (the numbers do not depend on it)")
     args = p.parse_args(argv)
     failed = False
     with tempfile.TemporaryDirectory() as out:
@@ -59,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"`python -m sharens reproduce --table {table_id} --profile smoke --out {args.reference}`")
                 failed = True
                 continue
-            records, errors = run_table(table, "smoke", out=Path(out), device=torch.device("cpu"),
-                                        data_root=args.data_root)
-            current = report.build(table, "smoke", records)
-            problems = errors + compare(json.loads(ref_path.read_text()), current, args.tolerance)
-            print(f"{'FAIL' if problems else 'ok  '} {table_id}: {len(records)} cells")
+            run = run_table(table, "smoke", out=Path(out), device=torch.device("cpu"), data_root=args.data_root,
+                            jobs=args.jobs)
+            current = document.build(table, "smoke", run.records)
+            problems = run.errors + compare(json.loads(ref_path.read_text()), current, args.tolerance)
+            print(f"{'FAIL' if problems else 'ok  '} {table_id}: {len(run.records)} cells")
             for line in problems:
                 print(f"     {line}")
             failed |= bool(problems)

@@ -1,194 +1,22 @@
-"""Cell records -> `<table>.json` (for machines) and `<table>.md` (for people).
+"""A table's result document -> `<table>.md` for people, beside `<table>.json` and its plots.
 
-The JSON schema (`SCHEMA`) is documented in README.md: per row `dataset`,
-`model`, `kind`, `preset`, `paper`, `quoted_from`, `accuracy` {mean, std, n,
-values}, `delta`, `verdict`, `train_samples_per_s`, `status`, ...; then
-`claims`, `heads`, the raw `cells` and a `provenance` object.
+`write` builds the document (`sharens.document`), writes the JSON, packs the
+cells' per-row outcomes into `<table>.outcomes.npz`, draws the plots, and
+renders the markdown from the document alone.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 from tabulate import tabulate
 
-from sharens import plots, provenance, stats
+from sharens import document, plots, stats
+from sharens.atomic import write_bytes, write_json
 from sharens.benchmark import Table
-from sharens.cells import write_json_atomic
+from sharens.cells import Outcomes
 from sharens.training import describe
-
-SCHEMA = "sharens.table/1"
-
-
-def _mean(records: list[dict], key: str) -> float | None:
-    values = [r[key] for r in records if r.get(key) is not None]
-    return float(np.mean(values)) if values else None
-
-
-def _status(records: list[dict]) -> str:
-    bad = [r for r in records if r["status"] != "ok"]
-    if not bad:
-        return "ok"
-    steps = ", ".join(str(r.get("diverged_at_step")) for r in bad)
-    return f"{bad[0]['status']} ({len(bad)}/{len(records)} seeds, at step {steps})"
-
-
-def _comparable(table: Table, dataset: str, records: list[dict]) -> bool:
-    """Were these cells run on the paper's split sizes (not a partial copy, not a profile's slice)?"""
-    split = table.paper_split.get(dataset)
-    return split is None or all((r["n_train"], r["n_test"]) == tuple(split) for r in records)
-
-
-def _row(table: Table, dataset: str, model: str, kind: str, preset: str | None, records: list[dict]) -> dict:
-    ok = _ok(records)
-    paper = table.paper.get(model, {}).get(dataset)
-    values = [r["accuracy"] for r in ok]
-    accuracy = stats.summarize(values)
-    if _comparable(table, dataset, records):
-        verdict = stats.row_verdict(values, paper, table.tolerance)
-    else:
-        verdict = stats.NOT_COMPARABLE
-    return {
-        "dataset": dataset, "model": model, "kind": kind, "preset": preset,
-        "paper": paper, "quoted_from": table.quoted.get(model),
-        "accuracy": accuracy,
-        "seeds": [r["seed"] for r in ok],  # of accuracy's values, in order
-        "delta": accuracy["mean"] - paper if paper is not None and values else None,
-        "verdict": verdict if paper is not None and values else None,
-        "status": _status(records),
-        "hard_vote_accuracy": _mean(ok, "hard_vote_accuracy"),
-        "best_head_accuracy": _mean(ok, "best_head_accuracy"),
-        "last_head_accuracy": _mean(ok, "last_head_accuracy"),
-        "train_seconds": _mean(records, "train_seconds"),
-        "train_samples_per_s": _mean(records, "train_samples_per_s"),
-        "eval_samples_per_s": _mean(records, "eval_samples_per_s"),
-        "params": records[0].get("params"),
-        "flops_per_sample": records[0].get("flops_per_sample"),
-        **_extras(table, model, ok),
-    }
-
-
-def _extras(table: Table, model: str, ok: list[dict]) -> dict:
-    """What only some tables measure: accuracy on test subsets, first-layer gradient norms, the depth sweep."""
-    extras = {}
-    subsets = sorted({name for r in ok for name in r.get("subset_accuracy", {})})
-    if subsets:
-        extras["subset_accuracy"] = {name: stats.summarize([r["subset_accuracy"][name] for r in ok
-                                                            if name in r.get("subset_accuracy", {})])
-                                     for name in subsets}
-    norms = [r["first_layer_gradient_norm"] for r in ok if r.get("first_layer_gradient_norm")]
-    if norms:
-        extras["first_layer_gradient_norm"] = {
-            when: stats.summarize([n[when] for n in norms if when in n]) for when in ("init", "trained")}
-    pair = next((p for p in table.pairs if model in (p.name, p.se_name)), None)
-    if pair is not None and pair.sweep:
-        extras["sweep"] = {"family": pair.sweep[0], "depth": pair.sweep[1], "se": model == pair.se_name}
-    return extras
-
-
-def _ok(records: list[dict]) -> list[dict]:
-    return [r for r in records if r["status"] == "ok"]
-
-
-def _by_seed(records: list[dict]) -> dict[int, float]:
-    return {r["seed"]: r["accuracy"] for r in records if r["status"] == "ok"}
-
-
-def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]:
-    claims = []
-    for pair in table.pairs:
-        base = groups.get((dataset, pair.name, preset), [])
-        se = groups.get((dataset, pair.se_name, preset), [])
-        if not base or not se:
-            continue
-        paper = table.paper
-        paper_gain = None
-        if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(pair.name, {}):
-            paper_gain = paper[pair.se_name][dataset] - paper[pair.name][dataset]
-        gain = stats.paired_difference(_by_seed(se), _by_seed(base))
-        verdict = stats.claim_verdict(gain, paper_gain, table.tolerance)
-        claim = {
-            "dataset": dataset, "pair": pair.name, "preset": preset,
-            "paper_gain": paper_gain, "gain": gain,
-            "verdict": verdict if _comparable(table, dataset, base + se) else stats.NOT_COMPARABLE,
-            # finished runs only: a diverged run stops early and would flatter its side
-            "se_over_baseline_train_time": _ratio(_mean(_ok(se), "train_seconds"), _mean(_ok(base), "train_seconds")),
-        }
-        ensemble = next((v for (d, m, p), v in groups.items()
-                         if d == dataset and p == preset and m.startswith(pair.name + " x")), None)
-        if ensemble:
-            claim["ensemble_model"] = ensemble[0]["model"]
-            claim["se_minus_ensemble"] = stats.paired_difference(_by_seed(se), _by_seed(ensemble))
-            claim["ensemble_over_se_train_time"] = _ratio(
-                _mean(_ok(ensemble), "train_seconds"), _mean(_ok(se), "train_seconds"))
-        claims.append(claim)
-    return claims
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def _row_order(table: Table) -> list[str]:
-    """Paper-only rows, classic models, then each pair's rows, in declaration order."""
-    order = [c.name for c in table.classic]
-    for pair in table.pairs:
-        order += [pair.name, pair.se_name, pair.weighted_name]
-        order += [pair.ensemble_name(k) for k in range(pair.independent_ensemble, 0, -1)]
-    return [m for m in table.paper if m not in order] + order
-
-
-def build(table: Table, profile: str, records: list[dict]) -> dict:
-    """The whole result document of one table (what `<table>.json` holds)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in sorted(records, key=lambda r: r["seed"]):
-        groups[(r["dataset"], r["model"], r["preset"])].append(r)
-    presets = sorted({r["preset"] for r in records if r["preset"]})
-    measured_models = {m for (_, m, _) in groups}
-    order = _row_order(table)
-    groups = dict(sorted(groups.items(), key=lambda kv: (kv[0][2] or "", order.index(kv[0][1]))))
-    rows, claims = [], []
-    for dataset in table.datasets:
-        for model, by_dataset in table.paper.items():
-            if dataset in by_dataset and model not in measured_models:
-                rows.append({"dataset": dataset, "model": model, "kind": "cited", "preset": None,
-                             "paper": by_dataset[dataset], "quoted_from": table.quoted.get(model),
-                             "accuracy": None, "status": "cited, not re-run"})
-        for (d, model, preset), recs in groups.items():
-            if d == dataset:
-                rows.append(_row(table, dataset, model, recs[0]["kind"], preset, recs))
-        for preset in presets:
-            claims += _claims(table, dataset, preset, groups)
-    wall = sum(r["provenance"]["wall_seconds"] for r in records)
-    by_preset = defaultdict(float)
-    for r in records:
-        by_preset[r["preset"] or "classic"] += r["provenance"]["wall_seconds"]
-    devices = sorted({r["provenance"]["device"] for r in records})
-    return {
-        "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
-        # as the cells ran them (a preset's definition may have changed since); where a pair changes a
-        # preset (ResNet-110's warm-up) the settings say so, and this shows what most cells ran
-        "presets": _presets_as_run(records),
-        "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES,
-        "rows": rows, "claims": claims,
-        "data": {r["dataset"]: r.get("data") for r in records},
-        "cells": records,
-        "provenance": {**provenance.environment(), "devices": devices,
-                       "seeds": sorted({r["seed"] for r in records}),
-                       "cell_git_revisions": sorted({str(r["provenance"]["git_revision"]) for r in records}),
-                       "cell_wall_seconds_total": wall,
-                       "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
-    }
-
-
-def _presets_as_run(records: list[dict]) -> dict[str, dict]:
-    configs = defaultdict(list)
-    for r in records:
-        if r["preset"]:
-            configs[r["preset"]].append(r["config"]["preset"])
-    return {name: max(found, key=found.count) for name, found in configs.items()}
+from sharens.voting import VOTES
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -230,6 +58,12 @@ def markdown(doc: dict, table: Table) -> str:
         f"A row counts as reproduced within ±{doc['tolerance']:g} points of the paper.",
         "",
     ]
+    if len(prov["cell_git_revisions"]) > 1:
+        lines += [f"**Mixed revisions:** the cells behind this table ran at {len(prov['cell_git_revisions'])} "
+                  "git revisions (listed above); rows may mix code versions. Rerun with `--force` for one.", ""]
+    if doc["cells_without_outcomes"]:
+        lines += [f"**Older cells:** {doc['cells_without_outcomes']} finished cells of this table come from runs "
+                  "that kept no per-row outcomes; statistics over test rows need those cells rerun.", ""]
     if table.question:
         lines += [f"**The question:** {table.question}", ""]
     if any(r.get("verdict") == stats.NOT_COMPARABLE for r in doc["rows"]):
@@ -253,7 +87,7 @@ def markdown(doc: dict, table: Table) -> str:
         ] for r in rows]
         lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "Δ", "Verdict", "Status",
                                           "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
-    lines += _sweep_section(doc) + _subset_section(doc) + _gradient_section(doc)
+    lines += _sweep_section(doc) + _gradient_section(doc)
     if doc["claims"]:
         lines += ["## Claim: SE beats its baseline", "",
                   "Gain = SE − baseline on paired seeds, with its 95% t-interval. "
@@ -273,17 +107,7 @@ def markdown(doc: dict, table: Table) -> str:
         lines += [tabulate(body, headers=["Data set", "Pair", "Preset", "Paper gain", "Our gain [95% CI]",
                                           "Verdict", "SE / baseline train time", "SE − independent ens.",
                                           "Independent ens. / SE train time"], tablefmt="github"), ""]
-    head_rows = [r for r in doc["rows"] if r.get("best_head_accuracy") is not None and r["kind"] != "baseline"]
-    if head_rows:
-        lines += ["## Does voting beat any single head?", "",
-                  "The row's vote (soft, the paper's rule; accuracy-weighted for the rows that say so), "
-                  "hard vote, the best single head (chosen on test, so an optimistic bound) and the last "
-                  "head alone (the DSN-style reading). For an independent ensemble a 'head' is one member "
-                  "network.", ""]
-        body = [[r["dataset"], r["model"], r["preset"], _pct(r["accuracy"]["mean"]), _pct(r["hard_vote_accuracy"]),
-                 _pct(r["best_head_accuracy"]), _pct(r["last_head_accuracy"])] for r in head_rows]
-        lines += [tabulate(body, headers=["Data set", "Model", "Preset", "Vote", "Hard vote",
-                                          "Best head", "Last head"], tablefmt="github"), ""]
+    lines += _votes_section(doc)
     lines += ["## Settings", ""]
     for name, preset in sorted(doc["presets"].items()):
         lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
@@ -298,7 +122,8 @@ def markdown(doc: dict, table: Table) -> str:
         lines.append("- scikit-learn rows: " + ", ".join(
             f"{c.name} (`{c.estimator}`" + (f" on the `{c.inputs}` view" if c.inputs else "") + ")"
             for c in table.classic) + "; see `sharens/classic.py` for their settings.")
-    speeds = sorted({", ".join(sorted((c.get("config") or {}).get("speed") or {})) for c in doc["cells"]} - {""})
+    networks = [c["spec"].get("network") or {} for c in doc["cells"]]
+    speeds = sorted({", ".join(sorted(n.get("speed") or {})) for n in networks} - {""})
     if speeds:
         lines.append(f"- Device options of the networks' cells: {'; '.join(speeds)} (see `sharens.training.Speed`).")
     if table.augment:
@@ -340,18 +165,19 @@ def _sweep_section(doc: dict) -> list[str]:
                      tablefmt="github"), ""]
 
 
-def _subset_section(doc: dict) -> list[str]:
-    rows = [r for r in doc["rows"] if r.get("subset_accuracy")]
-    if not rows:
+def _votes_section(doc: dict) -> list[str]:
+    """Every registered vote of the rows with several voters, beside the vote that gives the row's accuracy."""
+    rows = [r for r in doc["rows"] if r.get("votes") and r["variant"] != "baseline" and r["accuracy"]["n"]]
+    names = [name for name in VOTES if any(r["votes"].get(name) is not None for r in rows)]
+    if not rows or not names:
         return []
-    names = sorted({name for r in rows for name in r["subset_accuracy"]})
-    sizes = {name: n for r in rows for name, n in (doc["data"].get(r["dataset"]) or {}).get("test_subsets", {}).items()}
-    body = [[r["dataset"], r["model"], r.get("preset") or "", _pct(r["accuracy"]["mean"])]
-            + [_accuracy_cell({"accuracy": r["subset_accuracy"].get(name)}) for name in names] for r in rows]
-    return ["## Accuracy on subsets of the test set", "",
-            "The whole test set beside named subsets of it (" + ", ".join(
-                f"{name}: {sizes.get(name, '?'):,} rows" for name in names) + "; see the data notes below).", "",
-            tabulate(body, headers=["Data set", "Model", "Preset", "All test rows"] + names, tablefmt="github"), ""]
+    body = [[r["dataset"], r["model"], r["preset"], _pct(r["accuracy"]["mean"])]
+            + [_pct(r["votes"].get(name)) for name in names] for r in rows]
+    return ["## Does voting beat any single head?", "",
+            "Test accuracy of the row (its own vote) beside every registered vote of the same heads; for an "
+            "independent ensemble a 'head' is one member network. "
+            + " ".join(f"`{name}`: {VOTES[name].description}." for name in names), "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "Row"] + names, tablefmt="github"), ""]
 
 
 def _gradient_section(doc: dict) -> list[str]:
@@ -402,16 +228,19 @@ def _data_notes(info: dict) -> list[str]:
     return lines
 
 
-def write(table: Table, profile: str, records: list[dict], out: Path) -> tuple[Path, Path]:
-    """Write `<table>.json`, `<table>.png` and `<table>.md` (which shows the PNG) into `out`."""
-    doc = build(table, profile, records)
+def write(table: Table, profile: str, records: list[dict], out: Path,
+          outcomes: Outcomes | None = None) -> tuple[Path, Path]:
+    """Write `<table>.json`, `<table>.outcomes.npz`, `<table>.png` and `<table>.md` (which shows the PNG)."""
     out = Path(out)
+    doc = document.build(table, profile, records, outcomes)
     json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
-    write_json_atomic(json_path, doc)
+    write_json(json_path, doc)
+    if outcomes is not None:  # None: rebuilding from a stored document, whose packed outcomes stay as they are
+        outcomes.pack(doc["cells"], out / f"{table.id}.outcomes.npz")
     png = plots.accuracy_figure(doc, out / f"{table.id}.png")
     figures = [f"![accuracy per row, ours vs the paper]({png.name})"]
     if any(r.get("sweep") for r in doc["rows"]):
         for path, what in plots.sweep_figures(doc, out / f"{table.id}"):
             figures.append(f"![{what}]({path.name})")
-    md_path.write_text(markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n")
+    write_bytes(md_path, (markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n").encode())
     return md_path, json_path

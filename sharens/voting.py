@@ -1,26 +1,67 @@
-"""How many heads become one prediction.
+"""How many heads become one prediction: every rule registered by name.
 
-All functions take logits shaped (samples, heads, classes) and one weight per
-head, so the same code votes the heads of one SE network and the members of an
-independent ensemble.
+A vote takes the test logits of all voters, shaped (samples, heads, classes),
+and what it may need beside them (`Ballot`), and returns class scores
+(samples, classes) that sum to 1 per row, or None where the rule does not
+apply to the cell (accuracy weights need held-out rows). The same rules vote
+the heads of one SE network and the members of an independent ensemble. A new
+rule is one decorated function: every network cell records it, and every
+report shows it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
-RULES = ("soft", "hard", "accuracy")
+
+@dataclass(frozen=True)
+class Ballot:
+    """What a rule may use beside the logits."""
+
+    targets: torch.Tensor  # the test labels (only `best_head` looks, and says so)
+    heldout_accuracy: torch.Tensor | None = None  # each head's accuracy on held-out train rows, if measured
+
+
+@dataclass(frozen=True)
+class Vote:
+    name: str
+    scores: Callable[[torch.Tensor, Ballot], torch.Tensor | None]
+    description: str
+
+
+VOTES: dict[str, Vote] = {}
+
+
+def register_vote(name: str, description: str):
+    """Decorator: make `fn(logits, ballot) -> scores or None` the vote called `name`."""
+    def add(fn):
+        if name in VOTES:
+            raise ValueError(f"vote {name!r} is registered twice")
+        VOTES[name] = Vote(name, fn, description)
+        return fn
+    return add
+
+
+def get_vote(name: str) -> Vote:
+    if name not in VOTES:
+        raise ValueError(f"unknown vote {name!r}; registered: {', '.join(VOTES)}")
+    return VOTES[name]
 
 
 def soft_vote(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Scores sum_h w_h * softmax(logits_h): the paper's vote."""
-    return torch.einsum("nhc,h->nc", logits.softmax(-1), weights.to(logits.dtype))
+    """Scores sum_h w_h * softmax(logits_h) / sum_h w_h."""
+    weights = weights.to(logits.dtype)
+    return torch.einsum("nhc,h->nc", logits.softmax(-1), weights) / weights.sum()
 
 
 def hard_vote(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Scores sum_h w_h * onehot(argmax logits_h): weighted majority."""
-    onehot = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1])
-    return torch.einsum("nhc,h->nc", onehot.to(logits.dtype), weights.to(logits.dtype))
+    """Scores sum_h w_h * onehot(argmax logits_h) / sum_h w_h: weighted majority."""
+    weights = weights.to(logits.dtype)
+    onehot = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return torch.einsum("nhc,h->nc", onehot, weights) / weights.sum()
 
 
 def head_accuracies(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -28,22 +69,33 @@ def head_accuracies(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return (logits.argmax(-1) == targets[:, None]).float().mean(0)
 
 
-def predict(
-    logits: torch.Tensor,
-    rule: str = "soft",
-    weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Class predictions by `rule`.
+def _uniform(logits: torch.Tensor) -> torch.Tensor:
+    return torch.ones(logits.shape[1], device=logits.device)
 
-    `soft` and `hard` use `weights` (default uniform); `accuracy` is a soft vote
-    whose weights must be the heads' accuracies on held-out data
-    (see `head_accuracies`): the paper's suggestion for heads that differ a lot.
-    """
-    if rule not in RULES:
-        raise ValueError(f"unknown voting rule {rule!r}; choose one of {RULES}")
-    if weights is None:
-        if rule == "accuracy":
-            raise ValueError("rule 'accuracy' needs weights: the heads' held-out accuracies")
-        weights = torch.ones(logits.shape[1], device=logits.device)
-    vote = hard_vote if rule == "hard" else soft_vote
-    return vote(logits, weights).argmax(-1)
+
+@register_vote("soft", "mean of the heads' softmax (the paper's rule)")
+def _soft(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor:
+    return soft_vote(logits, _uniform(logits))
+
+
+@register_vote("hard", "majority of the heads' top classes")
+def _hard(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor:
+    return hard_vote(logits, _uniform(logits))
+
+
+@register_vote("accuracy_weighted", "soft vote weighted by each head's accuracy on held-out train rows "
+                                    "(the paper's suggestion for heads that differ a lot)")
+def _accuracy_weighted(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor | None:
+    if ballot.heldout_accuracy is None:
+        return None
+    return soft_vote(logits, ballot.heldout_accuracy)
+
+
+@register_vote("last_head", "the deepest head alone (how a deeply-supervised net predicts)")
+def _last_head(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor:
+    return logits[:, -1].softmax(-1)
+
+
+@register_vote("best_head", "the single head best on the test rows (chosen on test: an optimistic bound)")
+def _best_head(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor:
+    return logits[:, int(head_accuracies(logits, ballot.targets).argmax())].softmax(-1)

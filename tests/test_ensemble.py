@@ -9,7 +9,7 @@ from torch import nn
 
 from sharens.backbones import DeepLSTM, PyramidDNN, build_backbone, pyramid_widths
 from sharens.ensemble import FusedHeads, SharingEnsemble
-from sharens.voting import hard_vote, head_accuracies, predict, soft_vote
+from sharens.voting import VOTES, Ballot, get_vote, hard_vote, head_accuracies, soft_vote
 
 
 def test_fused_heads_equal_separate_linear_layers():
@@ -85,25 +85,40 @@ def test_impossible_configurations_are_refused(kw, message):
         _se(**kw)
 
 
+def _winner(logits, rule, heldout=None, targets=None):
+    ballot = Ballot(torch.zeros(len(logits), dtype=torch.long) if targets is None else targets, heldout)
+    scores = get_vote(rule).scores(logits, ballot)
+    return None if scores is None else scores.argmax(-1).item()
+
+
 def test_soft_vote_is_weighted_mean_of_probabilities():
     logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
     p = logits.softmax(-1)[0]
-    torch.testing.assert_close(soft_vote(logits, torch.ones(3))[0], p.sum(0))
+    torch.testing.assert_close(soft_vote(logits, torch.ones(3))[0], p.mean(0))
     # One confident head outvotes two lukewarm ones under soft voting...
-    assert predict(logits, "soft").item() == 0
+    assert _winner(logits, "soft") == 0
     # ...but loses a majority vote.
-    assert predict(logits, "hard").item() == 1
-    torch.testing.assert_close(hard_vote(logits, torch.ones(3))[0], torch.tensor([1.0, 2.0]))
+    assert _winner(logits, "hard") == 1
+    torch.testing.assert_close(hard_vote(logits, torch.ones(3))[0], torch.tensor([1.0, 2.0]) / 3)
 
 
 def test_accuracy_weighted_vote_follows_the_accurate_heads():
     logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0], [0.0, 1.0]]])
-    assert predict(logits, "accuracy", torch.tensor([1.0, 0.1, 0.1])).item() == 0
-    assert predict(logits, "accuracy", torch.tensor([0.1, 1.0, 1.0])).item() == 1
-    with pytest.raises(ValueError, match="needs weights"):
-        predict(logits, "accuracy")
-    with pytest.raises(ValueError, match="unknown voting rule"):
-        predict(logits, "median")
+    assert _winner(logits, "accuracy_weighted", torch.tensor([1.0, 0.1, 0.1])) == 0
+    assert _winner(logits, "accuracy_weighted", torch.tensor([0.1, 1.0, 1.0])) == 1
+    assert _winner(logits, "accuracy_weighted") is None  # no held-out accuracies: the rule does not apply
+    with pytest.raises(ValueError, match="unknown vote 'median'"):
+        get_vote("median")
+
+
+def test_last_and_best_head_votes_read_one_head():
+    logits = torch.tensor([[[5.0, 0.0], [0.0, 1.0]], [[0.0, 5.0], [0.0, 1.0]]])
+    assert _winner(logits[:1], "last_head") == 1
+    best = get_vote("best_head").scores(logits, Ballot(torch.tensor([0, 1])))
+    assert best.argmax(-1).tolist() == [0, 1]  # head 0 is right on both rows
+    for vote in VOTES.values():  # every rule's scores are a distribution per row
+        scores = vote.scores(logits, Ballot(torch.tensor([0, 1]), torch.tensor([0.5, 0.5])))
+        torch.testing.assert_close(scores.sum(-1), torch.ones(2))
 
 
 def test_head_accuracies():
@@ -132,7 +147,7 @@ def test_mlp_taps_after_each_hidden_layer():
 
 
 def test_flop_count_includes_the_lstm_layers():
-    from sharens.runner import flops_per_sample
+    from sharens.execute import flops_per_sample
 
     model = SharingEnsemble.baseline(DeepLSTM((60,), steps=6, hidden=8, layers=2), 3)
     head = 2 * 48 * 3

@@ -1,5 +1,7 @@
-"""End to end on the real data: both tables at smoke, determinism, resume after kill, bad input."""
+"""End to end on the real data: the tables at smoke, work orders, stored cells, determinism, resume, bad input."""
 
+import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -7,12 +9,17 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
+import sharens.data as data
 from benchmarks import get_table
-from sharens import report, training
+from sharens import document, metrics, training, voting
+from sharens.cells import Outcomes
 from sharens.cli import main
+from sharens.data import files
+from sharens.plan import plan
 from sharens.regress import compare
 from sharens.runner import run_table
 
@@ -33,26 +40,31 @@ def smoke_out(tmp_path_factory, data_root):
 def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     doc = json.loads((smoke_out / f"{table_id}.json").read_text())
     table = get_table(table_id)
-    assert doc["schema"] == report.SCHEMA and doc["profile"] == "smoke"
-    run_rows = [r for r in doc["rows"] if r["kind"] != "cited"]
-    kinds = {"baseline", "se", "independent", "classic"} | ({"se_weighted"} if any(
+    assert doc["schema"] == document.SCHEMA and doc["profile"] == "smoke"
+    run_rows = [r for r in doc["rows"] if r["variant"] != "cited"]
+    variants = {"baseline", "se", "independent", "classic"} | ({"se_weighted"} if any(
         p.weighted_vote_holdout for p in table.pairs) else set())
-    assert {r["kind"] for r in run_rows} == kinds
+    assert {r["variant"] for r in run_rows} == variants
+    first = [(r["model"], r["variant"]) for r in run_rows if r["preset"] == "tuned" and r["dataset"] == table.datasets[0]]
+    assert first == [(row.label, row.variant) for row in table.rows(table.profile("smoke")) if row.pair]
     for row in run_rows:
         if row["preset"] == "paper" and row["status"].startswith("diverged"):
             continue  # Adam at lr 0.5 may blow up: recorded, not an error
         assert row["accuracy"]["n"] == 2 and row["status"] == "ok"
         assert 0 <= row["accuracy"]["mean"] <= 100 and row["train_samples_per_s"] > 0
-    cited = [r for r in doc["rows"] if r["kind"] == "cited"]
+    cited = [r for r in doc["rows"] if r["variant"] == "cited"]
     assert cited and all(r["accuracy"] is None for r in cited)  # gcForest is never re-run
     assert {c["pair"] for c in doc["claims"]} == {p.name for p in table.pairs}
     cell = doc["cells"][0]["provenance"]
     assert {"git_revision", "versions", "device", "wall_seconds"} <= set(cell)
-    se_cell = next(c for c in doc["cells"] if c["kind"] == "se")
+    se_cell = next(c for c in doc["cells"] if c["variant"] == "se")
     assert len(se_cell["head_accuracies"]) == len(se_cell["head_names"]) > 1
     assert se_cell["flops_per_sample"] > 0 and se_cell["params"] > 0
-    for weighted in (c for c in doc["cells"] if c["kind"] == "se_weighted"):
+    assert set(se_cell["votes"]) == set(voting.VOTES) - {"accuracy_weighted"}
+    assert se_cell["accuracy"] == se_cell["votes"]["soft"]["accuracy"] == se_cell["metrics"]["accuracy"]
+    for weighted in (c for c in doc["cells"] if c["variant"] == "se_weighted"):
         assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
+        assert weighted["accuracy"] == weighted["votes"]["accuracy_weighted"]["accuracy"]
     # a smoke run is on slices of the data: never compared with the paper's full-split numbers
     assert {r["verdict"] for r in run_rows if r["paper"] is not None and r["accuracy"]["n"]} == {"not comparable"}
     assert (smoke_out / f"{table_id}.png").read_bytes().startswith(b"\x89PNG")
@@ -61,30 +73,120 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     assert f"]({table_id}.png)" in markdown
 
 
+@pytest.mark.parametrize("table_id", TABLES)
+def test_every_finished_cell_keeps_its_test_rows(smoke_out, table_id):
+    """The packed outcomes hold, per test row, the label, the prediction and (networks) every head's class and
+    the vote's probabilities; each cell's arrays match the checksum in its record and its recorded accuracy."""
+    doc = json.loads((smoke_out / f"{table_id}.json").read_text())
+    outcomes = Outcomes.from_pack(smoke_out / f"{table_id}.outcomes.npz")
+    for cell in (c for c in doc["cells"] if c["status"] == "ok"):
+        arrays = outcomes.get(cell)
+        assert arrays is not None and len(arrays["y"]) == cell["n_test"] == cell["outcomes"]["rows"]
+        assert 100 * np.mean(arrays["predicted"] == arrays["y"]) == pytest.approx(cell["accuracy"])
+        if cell["variant"] != "classic":
+            assert arrays["heads"].shape == (cell["n_test"], len(cell["head_names"]))
+            assert arrays["probabilities"].dtype == np.float16
+            assert np.allclose(arrays["probabilities"].astype(float).sum(1), 1, atol=1e-2)
+    cell = next(c for c in doc["cells"] if c["status"] == "ok")
+    outcomes.by_key[cell["key"]]["y"] = outcomes.by_key[cell["key"]]["y"][::-1].copy()  # tampered with
+    with pytest.raises(ValueError, match="do not match their checksum"):
+        outcomes.get(cell)
+
+
 def test_same_seed_same_numbers(smoke_out, data_root, tmp_path):
     """A forced rerun on this machine reproduces every accuracy bit for bit."""
-    records, errors = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, force=True)
-    assert not errors
-    rerun = {(r["model"], r["preset"], r["seed"]): r.get("accuracy") for r in records}
+    run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, force=True)
+    assert not run.errors
+    rerun = {(r["model"], r["preset"], r["seed"]): r.get("accuracy") for r in run.records}
     first = json.loads((smoke_out / "table5_semg.json").read_text())["cells"]
     assert rerun == {(r["model"], r["preset"], r["seed"]): r.get("accuracy") for r in first}
 
 
-def test_parallel_cells_give_the_sequential_numbers(smoke_out, data_root, tmp_path):
-    """--jobs 2 runs cells in one-thread worker processes: same cells, same numbers as one thread in order."""
+def test_parallel_cells_give_the_sequential_numbers(data_root, tmp_path):
+    """--jobs 2 (worker processes) and sequential runs in this process at 1 and at 2 threads give the same
+    numbers and the same test-row outcomes: every spec fixes its own thread count, whatever the schedule."""
+    table = get_table("table7_uci")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    runs = []
     try:
-        sequential, errors = run_table(get_table("table4_gtzan"), "smoke", out=tmp_path / "a", data_root=data_root,
-                                       presets=["tuned"])
+        for parent_threads, jobs in ((1, 1), (2, 1), (2, 2)):
+            torch.set_num_threads(parent_threads)
+            runs.append(run_table(table, "smoke", out=tmp_path / f"{parent_threads}-{jobs}", data_root=data_root,
+                                  seeds=1, jobs=jobs))
     finally:
         torch.set_num_threads(threads)
-    parallel, more_errors = run_table(get_table("table4_gtzan"), "smoke", out=tmp_path / "b",
-                                      data_root=data_root, presets=["tuned"], jobs=2)
-    assert not errors and not more_errors
-    assert [(r["model"], r["seed"], r["accuracy"]) for r in parallel] == \
-        [(r["model"], r["seed"], r["accuracy"]) for r in sequential]
-    assert {r["provenance"]["device"] for r in parallel} == {r["provenance"]["device"] for r in sequential}
+    assert not any(run.errors for run in runs)
+    first, *others = ({r["key"]: r for r in run.records} for run in runs)
+    assert len(first) == 39
+    for other in others:
+        assert other.keys() == first.keys()
+        for key, record in first.items():
+            assert other[key]["accuracy"] == record["accuracy"], record["model"]
+            assert other[key].get("outcomes") == record.get("outcomes"), record["model"]  # same sha256
+    assert {r["provenance"]["device"] for r in first.values()} == {r["provenance"]["device"]
+                                                                   for r in others[-1].values()}
+
+
+def test_a_spec_runs_in_a_spawned_worker_that_never_imports_benchmarks(data_root):
+    """The work order is self-contained: a fresh process unpickles a spec and runs it without the tables."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sharens.executors import _run_in_worker
+
+    table = get_table("table7_uci")
+    spec = next(s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["yeast"]) if s.row.variant == "se")
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        record, outcomes = pool.submit(_run_in_worker, spec, "cpu", data_root).result()
+        imported = pool.submit(eval, "'benchmarks' in __import__('sys').modules").result()
+    assert record["status"] == "ok" and record["model"] == "DNN+SE" and len(outcomes["y"]) == 256
+    assert imported is False
+
+
+def test_a_changed_data_file_or_reader_makes_stored_cells_stale(data_root, tmp_path, monkeypatch):
+    table = get_table("table7_uci")
+
+    def run(root):
+        return run_table(table, "smoke", out=tmp_path / "out", data_root=root, seeds=1, presets=["tuned"],
+                         datasets=["yeast"])
+
+    first = run(data_root)
+    assert {r["key"] for r in run(data_root).records} == {r["key"] for r in first.records}  # reused
+    with monkeypatch.context() as patched:
+        patched.setitem(data.SOURCES, "yeast", dataclasses.replace(data.SOURCES["yeast"], version=99))
+        newer_reader = run(data_root)
+    assert not {r["key"] for r in newer_reader.records} & {r["key"] for r in first.records}  # all recomputed
+    assert {r["data"]["reader_version"] for r in newer_reader.records} == {99}
+    edited = tmp_path / "root" / "uci" / "yeast.data"
+    edited.parent.mkdir(parents=True)
+    content = (data_root / "uci" / "yeast.data").read_bytes()
+    edited.write_bytes(content.replace(b"0.58", b"0.59", 1))  # one value of one row changed
+    monkeypatch.setitem(files.MANIFEST, "uci/yeast.data", dataclasses.replace(
+        files.MANIFEST["uci/yeast.data"], sha256=hashlib.sha256(edited.read_bytes()).hexdigest()))
+    other_file = run(tmp_path / "root")
+    assert not {r["key"] for r in other_file.records} & {r["key"] for r in first.records}
+
+
+def test_a_vote_and_a_metric_added_through_their_registries_reach_json_and_markdown(data_root, tmp_path):
+    @voting.register_vote("first_head", "the shallowest head alone")
+    def first_head(logits, ballot):
+        return logits[:, 0].softmax(-1)
+
+    @metrics.register_metric("error", "test error (%)")
+    def error(scores, targets):
+        return 100.0 - metrics.accuracy(scores, targets)
+
+    try:
+        assert main(["reproduce", "--table", "table5_semg", "--profile", "smoke", "--seeds", "1", "--preset",
+                     "tuned", "--out", str(tmp_path), "--data-root", str(data_root)]) == 0
+    finally:
+        del voting.VOTES["first_head"], metrics.METRICS["error"]
+    doc = json.loads((tmp_path / "table5_semg.json").read_text())
+    se = next(r for r in doc["rows"] if r["model"] == "DNN+SE")
+    assert 0 <= se["votes"]["first_head"] <= 100
+    assert se["metrics"]["error"] == pytest.approx(100 - se["accuracy"]["mean"])
+    markdown = (tmp_path / "table5_semg.md").read_text()
+    assert "first_head" in markdown and "the shallowest head alone" in markdown
 
 
 def test_report_is_rebuilt_from_stored_cells_alone(smoke_out, tmp_path, capsys):
@@ -93,6 +195,7 @@ def test_report_is_rebuilt_from_stored_cells_alone(smoke_out, tmp_path, capsys):
                  "--out", str(tmp_path)]) == 0
     rebuilt = json.loads((tmp_path / "table5_semg.json").read_text())
     assert rebuilt["rows"] == stored["rows"] and rebuilt["claims"] == stored["claims"]
+    assert (tmp_path / "table5_semg.outcomes.npz").read_bytes() == (smoke_out / "table5_semg.outcomes.npz").read_bytes()
     assert (tmp_path / "table5_semg.md").read_text().startswith("# Table 5")
     assert main(["report", "--table", "table7_uci", "--source", str(smoke_out / "table5_semg.json"),
                  "--out", str(tmp_path)]) == 2
@@ -123,19 +226,20 @@ def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     finished = {p.name: p.read_bytes() for p in cells.glob("*.json")}
     assert len(finished) == 20  # 2 seeds x (3 classic + 2 pairs x 3 rows + 1 weighted-vote row)
+    assert len(list(cells.glob("*.npz"))) == 20  # and the outcomes of each
     assert all(finished[name] == data for name, data in survived.items())  # not redone
     assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 20
 
 
 def test_diverged_cells_are_marked_and_the_run_goes_on(data_root, tmp_path, monkeypatch):
     monkeypatch.setitem(training.PRESETS, "paper", training.Preset("paper", 1e7, 1e6, "blow up"))
-    records, errors = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root,
-                                presets=["paper"], seeds=1)
-    assert not errors
-    diverged = [r for r in records if r["status"] == "diverged"]
-    assert diverged and all(r["diverged_at_step"] is not None for r in diverged)
-    assert any(r["status"] == "ok" for r in records)  # the classic rows still ran
-    doc = report.build(get_table("table5_semg"), "smoke", records)
+    run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, presets=["paper"],
+                    seeds=1)
+    assert not run.errors
+    diverged = [r for r in run.records if r["status"] == "diverged"]
+    assert diverged and all(r["diverged_at_step"] is not None and "outcomes" not in r for r in diverged)
+    assert any(r["status"] == "ok" for r in run.records)  # the classic rows still ran
+    doc = document.build(get_table("table5_semg"), "smoke", run.records)
     assert any(r["status"].startswith("diverged") for r in doc["rows"])
 
 
@@ -143,7 +247,7 @@ def test_regression_compare_flags_moves_and_status_changes(smoke_out):
     doc = json.loads((smoke_out / "table7_uci.json").read_text())
     assert compare(doc, doc, 5.0) == []
     moved = json.loads(json.dumps(doc))
-    row = next(r for r in moved["rows"] if r["kind"] == "se")
+    row = next(r for r in moved["rows"] if r["variant"] == "se")
     row["accuracy"]["mean"] += 6
     assert len(compare(doc, moved, 5.0)) == 1
     row["status"] = "diverged"
@@ -182,15 +286,31 @@ def test_list_names_tables_profiles_and_presets(capsys):
 
 
 def test_a_table_can_give_a_preset_name_its_own_meaning():
-    import dataclasses
-
-    from sharens.runner import plan
-
     table = get_table("table7_uci")
     own = training.Preset("paper", 0.1, 1e-3, "Figure 2's rate")
     changed = dataclasses.replace(table, preset_overrides={"paper": own})
     assert changed.preset("paper") is own and changed.preset("tuned") is training.PRESETS["tuned"]
     cells = plan(changed, changed.profile("smoke"), 1, ["paper"], ["yeast"])
-    assert {c.config["preset"]["lr0"] for c in cells if c.preset} == {0.1}
+    assert {c.network.optimizer["lr0"] for c in cells if c.preset} == {0.1}
     with pytest.raises(ValueError, match="unknown preset"):
         changed.preset("fast")
+
+
+def test_paper_rows_must_match_a_row_or_be_cited():
+    table = get_table("table7_uci")
+    with pytest.raises(ValueError, match=r"paper rows \['DNN \+SE'\] match no row"):
+        dataclasses.replace(table, paper={**table.paper, "DNN +SE": {"letter": 96.88}})
+    with pytest.raises(ValueError, match="match no row"):
+        dataclasses.replace(table, cited=())  # gcForest is shown but not re-run: it must be declared so
+
+
+def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_path):
+    from sharens import report
+
+    doc = json.loads((smoke_out / "table5_semg.json").read_text())
+    cells = [dict(c) for c in doc["cells"]]
+    cells[0]["provenance"] = {**cells[0]["provenance"], "git_revision": "0" * 40}
+    del cells[1]["outcomes"]
+    markdown = report.markdown(document.build(get_table("table5_semg"), "smoke", cells), get_table("table5_semg"))
+    assert "**Mixed revisions:** the cells behind this table ran at 2 git revisions" in markdown
+    assert "**Older cells:** 1 finished cells" in markdown

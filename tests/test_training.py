@@ -91,7 +91,7 @@ def test_claim_verdicts_on_paired_seeds():
 
 
 def test_holdout_split_is_disjoint_seeded_and_sized():
-    from sharens.runner import holdout_split
+    from sharens.execute import holdout_split
 
     fit, held = holdout_split(1000, 0.1, seed=4)
     assert len(held) == 100 and len(fit) == 900

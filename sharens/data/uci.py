@@ -17,6 +17,7 @@ import numpy as np
 
 from sharens.data.splits import split_result, standardize, stratified_split
 
+
 def read_letter(paths: dict[str, Path], cache: Path | None = None) -> dict:
     """LETTER: the customary split, first 16,000 rows train, last 4,000 test; 16 integer features."""
     rows = np.loadtxt(paths["uci/letter-recognition.data"], delimiter=",", dtype=str)

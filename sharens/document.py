@@ -1,0 +1,176 @@
+"""Cell records -> the result document of a table (what `<table>.json` holds; schema in README.md).
+
+Rows come from `Table.rows`, the one enumeration of a table's rows, and cells
+are matched to them by (pair, variant), never by display name. Votes and
+metrics are whatever the registries hold (`sharens.voting`, `sharens.metrics`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from sharens import legacy, provenance, stats
+from sharens.benchmark import CITED, Row, Table
+from sharens.cells import Outcomes
+from sharens.metrics import METRICS
+from sharens.voting import VOTES
+
+SCHEMA = "sharens.table/2"
+
+
+def _mean(records: list[dict], key: str) -> float | None:
+    values = [r[key] for r in records if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _ok(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == "ok"]
+
+
+def _status(records: list[dict]) -> str:
+    bad = [r for r in records if r["status"] != "ok"]
+    if not bad:
+        return "ok"
+    steps = ", ".join(str(r.get("diverged_at_step")) for r in bad)
+    return f"{bad[0]['status']} ({len(bad)}/{len(records)} seeds, at step {steps})"
+
+
+def _comparable(table: Table, dataset: str, records: list[dict]) -> bool:
+    """Were these cells run on the paper's split sizes (not a partial copy, not a profile's slice)?"""
+    split = table.paper_split.get(dataset)
+    return split is None or all((r["n_train"], r["n_test"]) == tuple(split) for r in records)
+
+
+def _by_seed(records: list[dict]) -> dict[int, float]:
+    return {r["seed"]: r["accuracy"] for r in _ok(records)}
+
+
+def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list[dict]) -> dict:
+    ok = _ok(records)
+    paper = table.paper.get(row.label, {}).get(dataset)
+    values = [r["accuracy"] for r in ok]
+    accuracy = stats.summarize(values)
+    verdict = stats.row_verdict(values, paper, table.tolerance) if _comparable(table, dataset, records) \
+        else stats.NOT_COMPARABLE
+    return {
+        "dataset": dataset, "model": row.label, "pair": row.pair, "variant": row.variant, "preset": preset,
+        "paper": paper, "quoted_from": table.quoted.get(row.label),
+        "accuracy": accuracy,
+        "seeds": [r["seed"] for r in ok],  # of accuracy's values, in order
+        "delta": accuracy["mean"] - paper if paper is not None and values else None,
+        "verdict": verdict if paper is not None and values else None,
+        "status": _status(records),
+        "metrics": {name: _mean([r.get("metrics", {}) for r in ok], name) for name in METRICS},
+        "votes": {name: _mean([r["votes"][name] for r in ok if name in r.get("votes", {})], "accuracy")
+                  for name in VOTES} if row.variant not in ("classic",) else {},
+        "train_seconds": _mean(records, "train_seconds"),
+        "train_samples_per_s": _mean(records, "train_samples_per_s"),
+        "eval_samples_per_s": _mean(records, "eval_samples_per_s"),
+        "params": records[0].get("params"),
+        "flops_per_sample": records[0].get("flops_per_sample"),
+        "cells_with_outcomes": sum(1 for r in ok if r.get("outcomes")),
+        **_extras(table, row, ok),
+    }
+
+
+def _extras(table: Table, row: Row, ok: list[dict]) -> dict:
+    """What only some tables measure: first-layer gradient norms, the depth sweep."""
+    extras = {}
+    norms = [r["first_layer_gradient_norm"] for r in ok if r.get("first_layer_gradient_norm")]
+    if norms:
+        extras["first_layer_gradient_norm"] = {
+            when: stats.summarize([n[when] for n in norms if when in n]) for when in ("init", "trained")}
+    pair = next((p for p in table.pairs if p.name == row.pair), None)
+    if pair is not None and pair.sweep and row.variant in ("baseline", "se"):
+        extras["sweep"] = {"family": pair.sweep[0], "depth": pair.sweep[1], "se": row.variant == "se"}
+    return extras
+
+
+def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]:
+    claims = []
+    for pair in table.pairs:
+        base = groups.get((dataset, pair.name, "baseline", preset), [])
+        se = groups.get((dataset, pair.name, "se", preset), [])
+        if not base or not se:
+            continue
+        paper = table.paper
+        paper_gain = None
+        if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(pair.name, {}):
+            paper_gain = paper[pair.se_name][dataset] - paper[pair.name][dataset]
+        gain = stats.paired_difference(_by_seed(se), _by_seed(base))
+        verdict = stats.claim_verdict(gain, paper_gain, table.tolerance)
+        claim = {
+            "dataset": dataset, "pair": pair.name, "preset": preset,
+            "paper_gain": paper_gain, "gain": gain,
+            "verdict": verdict if _comparable(table, dataset, base + se) else stats.NOT_COMPARABLE,
+            # finished runs only: a diverged run stops early and would flatter its side
+            "se_over_baseline_train_time": _ratio(_mean(_ok(se), "train_seconds"), _mean(_ok(base), "train_seconds")),
+        }
+        ensemble = groups.get((dataset, pair.name, "independent", preset))
+        if ensemble:
+            claim["ensemble_model"] = ensemble[0]["model"]
+            claim["se_minus_ensemble"] = stats.paired_difference(_by_seed(se), _by_seed(ensemble))
+            claim["ensemble_over_se_train_time"] = _ratio(
+                _mean(_ok(ensemble), "train_seconds"), _mean(_ok(se), "train_seconds"))
+        claims.append(claim)
+    return claims
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | None = None) -> dict:
+    """The whole result document of one table."""
+    records = [legacy.upgrade(r, table) for r in records]
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: r["seed"]):
+        groups[(r["dataset"], r["pair"] or r["model"], r["variant"], r["preset"])].append(r)  # classic: no pair
+    presets = sorted({r["preset"] for r in records if r["preset"]})
+    rows, claims = [], []
+    for dataset in table.datasets:
+        for row in table.rows(table.profiles.get(profile)):
+            if row.variant == CITED and dataset in table.paper[row.label]:
+                rows.append({"dataset": dataset, "model": row.label, "pair": None, "variant": CITED, "preset": None,
+                             "paper": table.paper[row.label][dataset], "quoted_from": table.quoted.get(row.label),
+                             "accuracy": None, "status": "cited, not re-run"})
+        for preset in [None, *presets]:
+            for row in table.rows(table.profiles.get(profile)):
+                found = groups.get((dataset, row.pair or row.label, row.variant, preset))
+                if found:
+                    rows.append(_row(table, dataset, row, preset, found))
+        for preset in presets:
+            claims += _claims(table, dataset, preset, groups)
+    wall = sum(r["provenance"]["wall_seconds"] for r in records)
+    by_preset = defaultdict(float)
+    for r in records:
+        by_preset[r["preset"] or "classic"] += r["provenance"]["wall_seconds"]
+    revisions = sorted({str(r["provenance"]["git_revision"]) for r in records})
+    return {
+        "schema": SCHEMA, "table": table.id, "title": table.title, "profile": profile,
+        # as the cells ran them (a preset's definition may have changed since); where a pair changes a
+        # preset (ResNet-110's warm-up) the settings say so, and this shows what most cells ran
+        "presets": _presets_as_run(records),
+        "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES,
+        "votes": {name: vote.description for name, vote in VOTES.items()},
+        "metrics": {name: metric.description for name, metric in METRICS.items()},
+        "rows": rows, "claims": claims,
+        "data": {r["dataset"]: r.get("data") for r in records},
+        "cells": records,
+        "cells_without_outcomes": sum(1 for r in _ok(records) if not r.get("outcomes")),
+        "provenance": {**provenance.environment(), "devices": sorted({r["provenance"]["device"] for r in records}),
+                       "seeds": sorted({r["seed"] for r in records}),
+                       "cell_git_revisions": revisions,
+                       "cell_wall_seconds_total": wall,
+                       "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
+    }
+
+
+def _presets_as_run(records: list[dict]) -> dict[str, dict]:
+    configs = defaultdict(list)
+    for r in records:
+        if r["preset"]:
+            configs[r["preset"]].append(r["spec"]["network"]["optimizer"])
+    return {name: max(found, key=found.count) for name, found in configs.items()}

@@ -1,0 +1,242 @@
+"""Run one cell: its spec and its data in, its record and its per-row outcomes out.
+
+`run_cell` reads only the `CellSpec` (see `sharens.plan`) and the prepared
+data; it never looks at a table or a profile, so any process that can unpickle
+a spec can run it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sharens import provenance
+from sharens.augment import get_augmentation
+from sharens.backbones import CenteredImages, build_backbone
+from sharens.classic import build_classic
+from sharens.data import Dataset
+from sharens.diagnostics import first_layer_gradient_norm
+from sharens.ensemble import SharingEnsemble
+from sharens.evaluation import describe_outcomes, evaluate_network, evaluate_predictions
+from sharens.plan import CellSpec, NetworkSpec
+from sharens.training import Preset, Speed, TrainResult, predict_logits, train
+from sharens.voting import head_accuracies
+
+SUBSET_SEED = 0  # smoke/quick slices are the same for every seed and model
+
+
+@dataclass
+class DeviceData:
+    """One data set's split, possibly sliced: every input view as tensors on the device.
+
+    `inputs[view]` = (x_train, x_test); view None is the data set's default input.
+    scikit-learn models read the numpy arrays in `numpy_inputs`.
+    """
+
+    name: str
+    inputs: dict[str | None, tuple[torch.Tensor, torch.Tensor]]
+    y_train: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    numpy_inputs: dict[str | None, tuple[np.ndarray, np.ndarray]]
+    y_train_np: np.ndarray
+    y_test_np: np.ndarray
+    info: dict
+    subsets: tuple[int | None, int | None]  # the (train, test) slices it was cut to, as a spec names them
+
+    def x(self, view: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if view not in self.inputs:
+            raise ValueError(f"{self.name} has no input view {view!r}; it has {sorted(map(str, self.inputs))}")
+        return self.inputs[view]
+
+
+def _slice(n: int, keep: int | None) -> np.ndarray:
+    if keep is None or keep >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SUBSET_SEED).permutation(n)[:keep])
+
+
+def prepare(dataset: Dataset, train_subset: int | None, test_subset: int | None,
+            device: torch.device) -> DeviceData:
+    """The data set on `device`, cut to fixed random slices of `train_subset` / `test_subset` rows."""
+    tr, te = _slice(len(dataset.y_train), train_subset), _slice(len(dataset.y_test), test_subset)
+
+    def to_device(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    numpy_inputs = {view: (train[tr], test[te])
+                    for view, (train, test) in {None: dataset.inputs(), **dataset.views}.items()}
+    inputs = {view: (to_device(a), to_device(b)) for view, (a, b) in numpy_inputs.items()}
+    y_train, y_test = dataset.y_train[tr], dataset.y_test[te]
+    info = {**dataset.info, "n_train": len(tr), "n_test": len(te)}
+    return DeviceData(dataset.name, inputs, to_device(y_train), to_device(y_test), len(dataset.classes),
+                      numpy_inputs, y_train, y_test, info, (train_subset, test_subset))
+
+
+@contextmanager
+def _threads(n: int):
+    """torch's intra-op threads fixed for the block: the count changes CPU sums, so a spec fixes it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_cell(spec: CellSpec, data: DeviceData, device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
+    """Train and evaluate one cell: (its full record, its per-row outcomes; empty if it diverged)."""
+    if (data.name, data.subsets) != (spec.dataset, (spec.train_subset, spec.test_subset)):
+        raise ValueError(f"the cell wants {spec.dataset} cut to {(spec.train_subset, spec.test_subset)}, "
+                         f"but was given {data.name} cut to {data.subsets}")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    start = time.perf_counter()
+    with _threads(spec.threads):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if spec.classic is not None:
+            result, outcomes = _classic_cell(spec, data)
+        else:
+            result, outcomes = _network_cell(spec, data)
+    record = {
+        "table": spec.table, "dataset": spec.dataset, "pair": spec.row.pair, "variant": spec.row.variant,
+        "model": spec.row.label, "preset": spec.preset, "seed": spec.seed, "profile": spec.profile,
+        "n_train": data.info["n_train"], "n_test": data.info["n_test"], "data": data.info,
+        "spec": spec.as_dict(),
+        **result,
+        "provenance": {
+            **provenance.environment(), "device": provenance.device_name(device, spec.threads),
+            "started_utc": started, "wall_seconds": time.perf_counter() - start,
+        },
+    }
+    if outcomes:
+        record["outcomes"] = describe_outcomes(outcomes)
+    return record, outcomes
+
+
+def flops_per_sample(model: torch.nn.Module, x: torch.Tensor) -> float | None:
+    """Forward FLOPs per sample: torch's flop counter plus what a backbone declares it cannot see."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x[:2])
+    return counter.get_total_flops() / 2 + getattr(model.backbone, "uncounted_flops", 0) or None
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass
+class Trained:
+    model: SharingEnsemble
+    result: TrainResult
+    test_logits: torch.Tensor
+    eval_seconds: float
+    gradient_norms: dict[str, float] | None = None
+
+
+def build_model(net: NetworkSpec, x: torch.Tensor, num_classes: int) -> SharingEnsemble:
+    """The spec's network for inputs like `x`; uint8 images are scaled and centred inside the model."""
+    backbone = build_backbone(net.backbone, x.shape[1:], **net.options)
+    if x.dtype == torch.uint8:
+        backbone = CenteredImages.around(backbone, x)
+    if net.heads_per_tap is None:
+        return SharingEnsemble.baseline(backbone, num_classes)
+    return SharingEnsemble(backbone, num_classes, net.heads_per_tap, tap_weights=net.tap_weights)
+
+
+def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
+               seed: int, desc: str) -> Trained:
+    torch.manual_seed(seed)
+    model = build_model(net, x, num_classes).to(x.device)
+    speed = Speed(**net.speed)
+    probe = (x[: net.batch_size], y[: net.batch_size])  # a fixed batch of train rows
+
+    def gradient_norm() -> float:  # on a copy, so the probe's batch-norm update does not touch the model
+        return first_layer_gradient_norm(copy.deepcopy(model), *probe)
+
+    norms = {"init": gradient_norm()} if net.probe_gradients else None
+    result = train(model, x, y, preset=Preset(**net.optimizer), epochs=net.epochs, batch_size=net.batch_size,
+                   seed=seed, desc=desc, augment=get_augmentation(net.augment), speed=speed)
+    if norms is not None and result.diverged_at_step is None:
+        norms["trained"] = gradient_norm()
+    start = time.perf_counter()
+    logits = predict_logits(model, x_test, speed=speed)
+    if x_test.device.type == "cuda":
+        torch.cuda.synchronize()
+    return Trained(model, result, logits, time.perf_counter() - start, norms)
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit rows, held-out rows) of a train set: a seeded random `fraction` is held out."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held = max(1, round(n * fraction))
+    return order[held:].sort().values, order[:held].sort().values
+
+
+def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
+    net = spec.network
+    (x, x_test), y = data.x(net.inputs), data.y_train
+    if net.vote_holdout:  # accuracy-weighted voting: head weights come from rows the model never trains on
+        fit, held = (i.to(x.device) for i in holdout_split(len(y), net.vote_holdout, spec.seed))
+        x, y, x_held, y_held = x[fit], y[fit], x[held], y[held]
+    desc = f"{spec.dataset} {spec.row.label} s{spec.seed}"
+    runs = [_train_one(net, x, y, x_test, data.num_classes, spec.seed + 1000 * k, desc) for k in range(net.members)]
+    model = runs[0].model
+    diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]
+    train_seconds = sum(r.result.seconds for r in runs)
+    eval_seconds = sum(r.eval_seconds for r in runs)
+    record = {
+        "status": "diverged" if diverged else "ok",
+        "diverged_at_step": diverged[0] if diverged else None,
+        "params": sum(p.numel() for p in model.parameters()) * net.members,
+        "flops_per_sample": (flops_per_sample(model, x_test) or 0) * net.members or None,
+        "train_seconds": train_seconds,
+        "train_samples_per_s": sum(r.result.samples for r in runs) / train_seconds if train_seconds else None,
+        "eval_samples_per_s": net.members * len(data.y_test) / eval_seconds if eval_seconds else None,
+        "steps": runs[0].result.steps,
+        "final_loss": _finite(runs[0].result.final_loss),
+    }
+    if runs[0].gradient_norms is not None:
+        record["first_layer_gradient_norm"] = runs[0].gradient_norms
+    if diverged:
+        return record, {}
+    # The voters: the heads of one SE model, or each ensemble member's single head.
+    logits = torch.cat([r.test_logits for r in runs], dim=1)
+    heldout = None
+    if net.vote_holdout:
+        heldout = head_accuracies(predict_logits(model, x_held, speed=Speed(**net.speed)), y_held)
+        record.update(vote_weights=heldout.tolist(), n_holdout=len(y_held))
+    evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, heldout)
+    record.update(evaluated, head_names=model.head_names if net.members == 1 else
+                  [f"member{k}" for k in range(net.members)])
+    return record, outcomes
+
+
+def _classic_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
+    classic = spec.classic
+    estimator = build_classic(classic.estimator, spec.seed, classic.forest_trees)
+    x_train, x_test = data.numpy_inputs[classic.inputs]
+    if x_train.dtype == np.uint8:  # pixels: scaled to [0, 1] as the networks see them (before centring)
+        x_train, x_test = x_train.astype(np.float32) / 255, x_test.astype(np.float32) / 255
+    start = time.perf_counter()
+    estimator.fit(x_train.reshape(len(x_train), -1), data.y_train_np)
+    train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    predictions = estimator.predict(x_test.reshape(len(x_test), -1))
+    eval_seconds = time.perf_counter() - start
+    evaluated, outcomes = evaluate_predictions(predictions, data.y_test_np, data.num_classes)
+    return {
+        "status": "ok",
+        **evaluated,
+        "train_seconds": train_seconds,
+        "train_samples_per_s": len(data.y_train_np) / train_seconds,
+        "eval_samples_per_s": len(data.y_test_np) / eval_seconds,
+    }, outcomes

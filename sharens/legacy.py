@@ -1,0 +1,49 @@
+"""Cell records of earlier schemas, read as today's, so stored results stay readable.
+
+Before the work-order schema a record named its row by display name and `kind`,
+kept its settings in `config`, stored the hard vote and best/last head as
+separate keys, and kept no per-row outcomes. `upgrade` fills in `pair`,
+`variant`, `spec` (the parts a report reads), `votes` and `metrics`; the
+statistics that need per-row outcomes say that such cells lack them.
+"""
+
+from __future__ import annotations
+
+from sharens.benchmark import Table
+
+_VOTE_KEYS = {"hard": "hard_vote_accuracy", "best_head": "best_head_accuracy", "last_head": "last_head_accuracy"}
+
+
+def upgrade(record: dict, table: Table) -> dict:
+    if "variant" in record:
+        return record
+    record = dict(record)
+    variant = record["kind"]
+    record["variant"] = variant
+    record["pair"] = None if variant == "classic" else _pair_of(table, record["model"], variant)
+    config = record.get("config") or {}
+    if variant == "classic":
+        record["spec"] = {"classic": {"estimator": config.get("estimator"), "inputs": config.get("inputs")}}
+    else:
+        record["spec"] = {"network": {"optimizer": config.get("preset"), "speed": config.get("speed") or {},
+                                      "augment": config.get("augment"), "members": config.get("members", 1)}}
+    if record.get("status") == "ok":
+        record["metrics"] = {"accuracy": record["accuracy"]}
+        if variant != "classic":
+            primary = "accuracy_weighted" if variant == "se_weighted" else "soft"
+            votes = {primary: {"accuracy": record["accuracy"]}}
+            if "soft_vote_accuracy" in record:
+                votes["soft"] = {"accuracy": record["soft_vote_accuracy"]}
+            votes.update({name: {"accuracy": record[key]} for name, key in _VOTE_KEYS.items()
+                          if record.get(key) is not None})
+            record["votes"] = votes
+    return record
+
+
+def _pair_of(table: Table, label: str, variant: str) -> str:
+    for pair in table.pairs:
+        names = {"baseline": [pair.name], "se": [pair.se_name], "se_weighted": [pair.weighted_name],
+                 "independent": [pair.ensemble_name(k) for k in range(1, pair.independent_ensemble + 1)]}
+        if label in names.get(variant, []):
+            return pair.name
+    raise ValueError(f"{table.id}: a stored cell names row {label!r} ({variant}), which the table no longer has")

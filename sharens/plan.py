@@ -1,0 +1,104 @@
+"""The work order: a table and a profile resolved into cell specs, one per (data set, row, preset, seed).
+
+A `CellSpec` holds everything that determines a cell's numbers, written out
+(backbone and options, heads, optimizer fields, epochs, batch, augmentation,
+input view, data slice, seed, members, hold-out, device options, CPU threads),
+so `execute.run_cell(spec, data)` reads nothing else: no table, no profile,
+no import of `benchmarks`. Specs are plain frozen dataclasses, so they pickle
+into worker processes and hash into the key a stored cell is found by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from sharens.benchmark import Profile, Row, Table
+from sharens.training import Speed
+
+# intra-op threads of every cell, whatever the schedule: torch's CPU kernels split their sums by thread
+# count, so the count is part of what determines a number (sequential and --jobs N runs agree only if fixed)
+CELL_THREADS = 1
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network cell: what to build, how to train it, how to vote."""
+
+    backbone: str  # a key of sharens.backbones.BACKBONES
+    options: dict  # the backbone factory's keyword arguments
+    inputs: str | None  # the data set's input view (None: its default input)
+    heads_per_tap: int | None  # None: the plain network, one head after its last layer
+    tap_weights: dict | None
+    optimizer: dict  # a training.Preset's config()
+    epochs: int
+    batch_size: int
+    members: int = 1  # K > 1: an independent ensemble of K plain networks, seeds seed + 1000 k
+    vote: str = "soft"  # the registered vote (sharens.voting) that gives the cell's accuracy
+    vote_holdout: float = 0.0  # fraction of train held out to weight the heads (accuracy-weighted vote)
+    augment: str | None = None  # a key of sharens.augment.AUGMENTATIONS
+    probe_gradients: bool = False  # measure the first layer's gradient norm at init and after training
+    speed: dict = field(default_factory=dict)  # training.Speed fields that are on
+
+
+@dataclass(frozen=True)
+class ClassicSpec:
+    """A scikit-learn cell."""
+
+    estimator: str  # a key of sharens.classic
+    inputs: str | None
+    forest_trees: int
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    table: str
+    dataset: str
+    row: Row
+    preset: str | None  # None for classic models
+    seed: int
+    profile: str
+    train_subset: int | None  # rows kept of each split (a fixed random slice); None: all
+    test_subset: int | None
+    threads: int = CELL_THREADS
+    network: NetworkSpec | None = None
+    classic: ClassicSpec | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str],
+         speed: Speed | None = None) -> list[CellSpec]:
+    """Every cell of the table, in the order they run (cheap rows first per data set)."""
+    speed = speed or Speed()
+    rows = table.rows(profile)
+    cells = []
+    for dataset in datasets:
+        common = {"table": table.id, "dataset": dataset, "profile": profile.name,
+                  "train_subset": profile.train_subset, "test_subset": profile.test_subset}
+        for seed in range(seeds):
+            for row in (r for r in rows if r.variant == "classic"):
+                classic = table.classic_model(row.label)
+                cells.append(CellSpec(**common, row=row, preset=None, seed=seed,
+                                      classic=ClassicSpec(classic.estimator, classic.inputs, profile.forest_trees)))
+            for preset in presets:
+                for row in (r for r in rows if r.pair is not None):
+                    cells.append(CellSpec(**common, row=row, preset=preset, seed=seed,
+                                          network=_network(table, profile, dataset, row, preset, speed)))
+    return cells
+
+
+def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str, speed: Speed) -> NetworkSpec:
+    pair = table.pair(row.pair)
+    se = row.variant in ("se", "se_weighted")
+    return NetworkSpec(
+        backbone=pair.backbone, options=pair.options_for(dataset), inputs=pair.inputs,
+        heads_per_tap=pair.heads_per_tap if se else None,
+        tap_weights=dict(pair.tap_weights) if se and pair.tap_weights else None,
+        optimizer=table.preset_for(pair, preset).config(), epochs=profile.epochs_for(dataset, pair.name),
+        batch_size=table.batch_size,
+        members=min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1,
+        vote="accuracy_weighted" if row.variant == "se_weighted" else "soft",
+        vote_holdout=pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0,
+        augment=table.augment, probe_gradients=table.probe_gradients, speed=speed.config(),
+    )
