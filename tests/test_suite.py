@@ -45,7 +45,8 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     variants = {"baseline", "se", "independent", "classic"} | ({"se_weighted"} if any(
         p.weighted_vote_holdout for p in table.pairs) else set())
     assert {r["variant"] for r in run_rows} == variants
-    first = [(r["model"], r["variant"]) for r in run_rows if r["preset"] == "tuned" and r["dataset"] == table.datasets[0]]
+    first = [(r["model"], r["variant"]) for r in run_rows
+             if r["preset"] == "tuned" and r["dataset"] == table.datasets[0]]
     assert first == [(row.label, row.variant) for row in table.rows(table.profile("smoke")) if row.pair]
     for row in run_rows:
         if row["preset"] == "paper" and row["status"].startswith("diverged"):
