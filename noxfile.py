@@ -41,7 +41,7 @@ def reproduce(session):
 def regress(session):
     """Smoke-profile run compared with the committed reference in results/smoke/."""
     session.install("-e", ".")
-    session.run("python", "-m", "sharens.regress", *session.posargs, env=_data_env())
+    session.run("python", "-m", "sharens.regress", *(session.posargs or ["--jobs", "2"]), env=_data_env())
 
 
 @nox.session
