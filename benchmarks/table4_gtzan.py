@@ -45,7 +45,7 @@ TABLE = Table(
     tolerance=2.0,
     paper_split={"gtzan": (700, 300)},
     batch_size=32,
-    profiles=standard_profiles(full_epochs=40, quick_epochs=15, smoke_train=700, smoke_test=300),
+    profiles=standard_profiles(full_epochs=60, full_patience=10, quick_epochs=15, smoke_train=700, smoke_test=300),
     notes=(
         "Split by clip, stratified by genre, 30% test (at least one clip per genre); a clip is one row, "
         "so no part of a clip is on both sides.",

@@ -37,7 +37,8 @@ TABLE = Table(
     tolerance=2.0,
     paper_split={"semg": (1440, 360)},
     batch_size=64,
-    profiles=standard_profiles(full_epochs=40, quick_epochs=10, smoke_train=256, smoke_test=120),
+    profiles=standard_profiles(full_epochs=100, full_patience=10, quick_epochs=10, smoke_train=256,
+                               smoke_test=120),
     notes=(
         "Rows are the 1,800 single-channel trials (5 subjects x 6 gestures x 30 trials x 2 "
         "channels), as in the gcForest protocol; the label is the gesture.",

@@ -122,6 +122,23 @@ class DeepLSTM(TappedBackbone):
         return taps
 
 
+def _default_init(layers: nn.Module, activation: str) -> str:
+    return "PyTorch default (Kaiming-uniform, a = sqrt 5; bias uniform in ±1/sqrt(fan_in))"
+
+
+def _xavier_tanh(layers: nn.Module, activation: str) -> str:
+    gain = nn.init.calculate_gain(activation if activation in ("tanh", "relu") else "leaky_relu")
+    for module in layers.modules():
+        if isinstance(module, nn.Conv1d | nn.Conv2d):
+            nn.init.xavier_uniform_(module.weight, gain=gain)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return f"Xavier-uniform with gain {gain:.3f} ({activation}), zero bias"
+
+
+INITS = {"default": _default_init, "xavier_tanh": _xavier_tanh}
+
+
 class ConvNet(TappedBackbone):
     """Convolutions (kernel 3, "same" padding) -> batch norm -> leaky ReLU; stride 2 instead of pooling.
 
@@ -131,12 +148,17 @@ class ConvNet(TappedBackbone):
     then 1-D over tokens, embedding dims as channels); else an image
     (channels, H, W), or a matrix (H, W) that is read as one channel (MFCCs).
     `activation` = "tanh" is the Figure 2 variant; `batch_norm` = False drops BN.
+    `init` = "xavier_tanh" draws every convolution's weight Glorot-uniform with
+    the tanh gain (5/3) and zero bias, the classic cure for vanishing signals
+    in deep tanh nets; "default" keeps PyTorch's (Kaiming-uniform, a = sqrt 5).
     """
 
     def __init__(self, input_shape: Sequence[int], layers: Sequence[Sequence[int]], dims: int = 2,
                  tap_every: int = 2, vocab_size: int | None = None, embed_dim: int = 100,
-                 activation: str = "leaky_relu", batch_norm: bool = True):
+                 activation: str = "leaky_relu", batch_norm: bool = True, init: str = "default"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; known: {sorted(INITS)}")
         input_shape = tuple(input_shape)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if vocab_size else None
         if self.embedding is not None:
@@ -160,6 +182,7 @@ class ConvNet(TappedBackbone):
             if i % tap_every == 0 or i == len(layers):
                 self.tap_features[f"L{i}"] = width * math.prod(size)
                 self._tap_after.add(i)
+        self.init = INITS[init](self.layers, activation)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.embedding is not None:

@@ -19,9 +19,12 @@ from types import MappingProxyType
 from sharens.training import Preset, get_preset
 
 SE_SUFFIX = "+SE"
+BUDGET_HOLDOUT = 0.1  # share of train a budget rule holds out to choose the epochs on
 ENSEMBLE_SUFFIX = " x{k} (independent)"
-# what a row trains: the plain network, SE, SE voting with held-out accuracies, K plain networks, a classic model
-VARIANTS = ("baseline", "se", "se_weighted", "independent", "classic")
+DSN_SUFFIX = " DSN"
+# what a row trains: the plain network, SE, SE voting with held-out accuracies, K plain networks, the
+# deeply-supervised control (one head per tap, the same summed loss, predicting by its last head), a classic model
+VARIANTS = ("baseline", "se", "se_weighted", "independent", "dsn", "classic")
 CITED = "cited"  # a paper row that is shown, not re-run
 
 
@@ -49,6 +52,10 @@ class Pair:
     `sweep` = (family, depth) places the pair on a depth sweep (Figure 2, the
     ResNet table), which the report plots as accuracy vs depth per family.
     `preset_changes` replace fields of every preset for this pair only (ResNet-110's warm-up).
+    `deeply_supervised` adds the DSN control row (`name DSN`): one head on every
+    tap, trained on the same summed loss, predicting by its last head (its vote
+    over the taps is reported beside it), which separates SE's supervision of
+    the hidden layers from its voting.
     """
 
     name: str
@@ -62,6 +69,7 @@ class Pair:
     weighted_vote_holdout: float = 0.0
     sweep: tuple[str, int] | None = None
     preset_changes: Mapping = field(default_factory=dict)
+    deeply_supervised: bool = False
 
     def __post_init__(self):
         if not 0 <= self.weighted_vote_holdout < 1:
@@ -80,6 +88,10 @@ class Pair:
 
     def ensemble_name(self, k: int) -> str:
         return self.name + ENSEMBLE_SUFFIX.format(k=k)
+
+    @property
+    def dsn_name(self) -> str:
+        return self.name + DSN_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,10 @@ class Profile:
     description: str = ""
     pair_epochs: Mapping[str, int] = field(default_factory=dict)
     pairs: tuple[str, ...] | None = None
+    # the budget rule: with `patience`, networks hold out a seeded `holdout` share of train, stop once its loss
+    # has not improved for `patience` epochs (epochs are then a cap) and keep their best epoch's weights
+    patience: int | None = None
+    holdout: float = 0.0
 
     def runs(self, pair: str) -> bool:
         return self.pairs is None or pair in self.pairs
@@ -181,6 +197,8 @@ class Table:
                                                                         profile.ensemble_size)
             if k:
                 rows.append(Row(pair.name, "independent", pair.ensemble_name(k)))
+            if pair.deeply_supervised:
+                rows.append(Row(pair.name, "dsn", pair.dsn_name))
         return rows
 
     def pair(self, name: str) -> Pair:
@@ -210,7 +228,8 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
                       quick_subset: tuple[int, int] | None = None, quick_seeds: int = 3,
                       smoke_pairs: tuple[str, ...] | None = None,
                       quick_pairs: tuple[str, ...] | None = None,
-                      full_epochs_why: str = "the paper gives no epoch count") -> dict[str, Profile]:
+                      full_epochs_why: str = "the paper gives no epoch count",
+                      full_patience: int | None = None) -> dict[str, Profile]:
     """The three profiles every table offers; a table chooses its epochs (per data set or pair),
     may make `quick` use fixed random (train, test) subsets of a large data set and fewer seeds,
     and may restrict `smoke` and `quick` to some of its pairs."""
@@ -240,8 +259,14 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
         ),
         "full": Profile(
             "full", epochs=full_epochs, seeds=5, ensemble_size=5, forest_trees=500,
-            pair_epochs=full_pair_epochs or {},
-            description=f"the paper's data and splits, epochs {full_epochs}{per_pair(full_pair_epochs)} "
-                        f"({full_epochs_why}), 5 seeds, forests of 500 trees",
+            pair_epochs=full_pair_epochs or {}, patience=full_patience,
+            holdout=BUDGET_HOLDOUT if full_patience else 0.0,
+            description="the paper's data and splits, "
+                        + (f"networks train on {1 - BUDGET_HOLDOUT:.0%} of train and stop once the loss on the "
+                           f"held-out {BUDGET_HOLDOUT:.0%} has not improved for {full_patience} epochs (keeping "
+                           f"the best epoch's weights), at most {full_epochs}{per_pair(full_pair_epochs)} epochs"
+                           if full_patience else f"epochs {full_epochs}{per_pair(full_pair_epochs)} "
+                           f"({full_epochs_why})")
+                        + ", 5 seeds, forests of 500 trees",
         ),
     }

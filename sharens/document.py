@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from sharens import legacy, provenance, stats
+from sharens import health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
 from sharens.metrics import METRICS
@@ -47,21 +47,52 @@ def _by_seed(records: list[dict]) -> dict[int, float]:
     return {r["seed"]: r["accuracy"] for r in _ok(records)}
 
 
-def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list[dict]) -> dict:
+def _correct(records: list[dict], outcomes: Outcomes | None) -> dict[int, np.ndarray]:
+    """{seed: per-row correctness} of the finished cells, if every one of them kept its outcomes."""
+    found = {r["seed"]: (outcomes.get(r) if outcomes else None) for r in _ok(records)}
+    if not found or any(a is None for a in found.values()):
+        return {}
+    return {seed: a["predicted"] == a["y"] for seed, a in found.items()}
+
+
+def _unhealthy(records: list[dict]) -> dict | None:
+    """The health status a row or claim gets instead of a verdict, with its evidence; None if all are fit."""
+    judged = [(r, health.judge_cell(r)) for r in records]
+    bad = [(r, h) for r, h in judged if h["status"] != health.OK]
+    if not bad:
+        return None
+    (first, judgement), status = bad[0], bad[0][1]["status"]
+    label = f"{status} (budget)" if status == health.UNDER_TRAINED else status
+    return {"status": label, "cells": len(bad), "of": len(records),
+            "evidence": f"{first['model']} seed {first['seed']}: {judgement['evidence']}"}
+
+
+def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list[dict],
+         outcomes: Outcomes | None) -> dict:
     ok = _ok(records)
     paper = table.paper.get(row.label, {}).get(dataset)
     values = [r["accuracy"] for r in ok]
     accuracy = stats.summarize(values)
-    verdict = stats.row_verdict(values, paper, table.tolerance) if _comparable(table, dataset, records) \
-        else stats.NOT_COMPARABLE
+    correct = _correct(records, outcomes)
+    interval = stats.accuracy_interval(np.stack(list(correct.values())) if correct else None, values,
+                                       records[0]["n_test"]) if ok else None
+    unhealthy = _unhealthy(records)
+    if not _comparable(table, dataset, records):
+        verdict = stats.NOT_COMPARABLE
+    elif unhealthy:
+        verdict = unhealthy["status"]
+    else:
+        verdict = stats.row_verdict(interval, len(values), paper, table.tolerance)
     return {
         "dataset": dataset, "model": row.label, "pair": row.pair, "variant": row.variant, "preset": preset,
         "paper": paper, "quoted_from": table.quoted.get(row.label),
         "accuracy": accuracy,
+        "interval": interval,
         "seeds": [r["seed"] for r in ok],  # of accuracy's values, in order
         "delta": accuracy["mean"] - paper if paper is not None and values else None,
         "verdict": verdict if paper is not None and values else None,
         "status": _status(records),
+        "health": unhealthy or {"status": health.OK},
         "metrics": {name: _mean([r.get("metrics", {}) for r in ok], name) for name in METRICS},
         "votes": {name: _mean([r["votes"][name] for r in ok if name in r.get("votes", {})], "accuracy")
                   for name in VOTES} if row.variant not in ("classic",) else {},
@@ -70,25 +101,44 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         "eval_samples_per_s": _mean(records, "eval_samples_per_s"),
         "params": records[0].get("params"),
         "flops_per_sample": records[0].get("flops_per_sample"),
+        "epochs_run": _mean([{"n": len(r.get("epoch_loss") or [])} for r in ok], "n") or None,
         "cells_with_outcomes": sum(1 for r in ok if r.get("outcomes")),
         **_extras(table, row, ok),
     }
 
 
 def _extras(table: Table, row: Row, ok: list[dict]) -> dict:
-    """What only some tables measure: first-layer gradient norms, the depth sweep."""
+    """What only some tables measure: first-layer gradient norms, per-tap head accuracy, the depth sweep."""
     extras = {}
     norms = [r["first_layer_gradient_norm"] for r in ok if r.get("first_layer_gradient_norm")]
     if norms:
         extras["first_layer_gradient_norm"] = {
             when: stats.summarize([n[when] for n in norms if when in n]) for when in ("init", "trained")}
+        extras["first_layer_gradient_norm_per_head_weight"] = {
+            when: stats.summarize([n[when] / n["head_weight"] for n in norms if when in n and "head_weight" in n])
+            for when in ("init", "trained")}
+    taps = [_per_tap(r) for r in ok if r.get("head_names") and r["variant"] != "independent"]
+    if taps and len(taps[0]) > 1:
+        extras["tap_accuracy"] = {tap: float(np.mean([t[tap] for t in taps])) for tap in taps[0]}
+    inits = sorted({r["init"] for r in ok if r.get("init")})
+    if inits:
+        extras["init"] = "; ".join(inits)
     pair = next((p for p in table.pairs if p.name == row.pair), None)
-    if pair is not None and pair.sweep and row.variant in ("baseline", "se"):
-        extras["sweep"] = {"family": pair.sweep[0], "depth": pair.sweep[1], "se": row.variant == "se"}
+    if pair is not None and pair.sweep and row.variant in ("baseline", "se", "dsn"):
+        extras["sweep"] = {"family": pair.sweep[0], "depth": pair.sweep[1], "se": row.variant == "se",
+                           "variant": row.variant}
     return extras
 
 
-def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]:
+def _per_tap(record: dict) -> dict[str, float]:
+    """Mean test accuracy of the heads on each tap, in depth order."""
+    by_tap: dict[str, list[float]] = {}
+    for name, accuracy in zip(record["head_names"], record["head_accuracies"], strict=True):
+        by_tap.setdefault(name.split("/")[0], []).append(accuracy)
+    return {tap: float(np.mean(v)) for tap, v in by_tap.items()}
+
+
+def _claims(table: Table, dataset: str, preset: str, groups: dict, outcomes: Outcomes | None) -> list[dict]:
     claims = []
     for pair in table.pairs:
         base = groups.get((dataset, pair.name, "baseline", preset), [])
@@ -99,23 +149,37 @@ def _claims(table: Table, dataset: str, preset: str, groups: dict) -> list[dict]
         paper_gain = None
         if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(pair.name, {}):
             paper_gain = paper[pair.se_name][dataset] - paper[pair.name][dataset]
-        gain = stats.paired_difference(_by_seed(se), _by_seed(base))
-        verdict = stats.claim_verdict(gain, paper_gain, table.tolerance)
+        gain = stats.paired_gain(_correct(se, outcomes), _correct(base, outcomes), (_by_seed(se), _by_seed(base)))
+        unhealthy = _unhealthy(base + se)
         claim = {
             "dataset": dataset, "pair": pair.name, "preset": preset,
             "paper_gain": paper_gain, "gain": gain,
-            "verdict": verdict if _comparable(table, dataset, base + se) else stats.NOT_COMPARABLE,
+            # set once every claim of the table is known (Holm's correction needs them all)
+            "verdict": stats.NOT_COMPARABLE if not _comparable(table, dataset, base + se)
+            else unhealthy["status"] if unhealthy else None,
+            "health": unhealthy or {"status": health.OK},
+            "magnitude": stats.magnitude_verdict(gain, paper_gain, table.tolerance),
             # finished runs only: a diverged run stops early and would flatter its side
             "se_over_baseline_train_time": _ratio(_mean(_ok(se), "train_seconds"), _mean(_ok(base), "train_seconds")),
         }
         ensemble = groups.get((dataset, pair.name, "independent", preset))
         if ensemble:
             claim["ensemble_model"] = ensemble[0]["model"]
-            claim["se_minus_ensemble"] = stats.paired_difference(_by_seed(se), _by_seed(ensemble))
+            claim["se_minus_ensemble"] = stats.paired_gain(
+                _correct(se, outcomes), _correct(ensemble, outcomes), (_by_seed(se), _by_seed(ensemble)))
             claim["ensemble_over_se_train_time"] = _ratio(
                 _mean(_ok(ensemble), "train_seconds"), _mean(_ok(se), "train_seconds"))
         claims.append(claim)
     return claims
+
+
+def _judge_claims(claims: list[dict]) -> None:
+    """Holm-correct the direction p-values of the claims still open, then give each its verdict."""
+    open_claims = [c for c in claims if c["verdict"] is None]
+    for claim, adjusted in zip(open_claims, stats.holm([c["gain"].get("p_value") for c in open_claims]),
+                               strict=True):
+        claim["gain"]["p_holm"] = adjusted
+        claim["verdict"] = stats.direction_verdict(claim["gain"], adjusted)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -140,9 +204,10 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
             for row in table.rows(table.profiles.get(profile)):
                 found = groups.get((dataset, row.pair or row.label, row.variant, preset))
                 if found:
-                    rows.append(_row(table, dataset, row, preset, found))
+                    rows.append(_row(table, dataset, row, preset, found, outcomes))
         for preset in presets:
-            claims += _claims(table, dataset, preset, groups)
+            claims += _claims(table, dataset, preset, groups, outcomes)
+    _judge_claims(claims)
     wall = sum(r["provenance"]["wall_seconds"] for r in records)
     by_preset = defaultdict(float)
     for r in records:
@@ -153,7 +218,7 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
         # as the cells ran them (a preset's definition may have changed since); where a pair changes a
         # preset (ResNet-110's warm-up) the settings say so, and this shows what most cells ran
         "presets": _presets_as_run(records),
-        "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES,
+        "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES, "health_rules": health.RULES,
         "votes": {name: vote.description for name, vote in VOTES.items()},
         "metrics": {name: metric.description for name, metric in METRICS.items()},
         "rows": rows, "claims": claims,

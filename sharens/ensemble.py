@@ -25,6 +25,7 @@ class TappedBackbone(nn.Module):
     """
 
     tap_features: dict[str, int]
+    init: str = "PyTorch default"  # how its layers were initialised, as a report states it
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -17,8 +17,9 @@ import torch
 from sharens.metrics import METRICS
 from sharens.voting import VOTES, Ballot, head_accuracies
 
-# bump when what a cell records about its predictions changes: stored cells of another schema are recomputed
-EVALUATION_SCHEMA = 2
+# bump when what a cell records changes (its predictions, curves, health): stored cells of another schema
+# are recomputed
+EVALUATION_SCHEMA = 3
 
 
 def measure(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:

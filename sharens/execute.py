@@ -26,6 +26,7 @@ from sharens.data import Dataset
 from sharens.diagnostics import first_layer_gradient_norm
 from sharens.ensemble import SharingEnsemble
 from sharens.evaluation import describe_outcomes, evaluate_network, evaluate_predictions
+from sharens.health import class_prior
 from sharens.plan import CellSpec, NetworkSpec
 from sharens.training import Preset, Speed, TrainResult, predict_logits, train
 from sharens.voting import head_accuracies
@@ -153,7 +154,7 @@ def build_model(net: NetworkSpec, x: torch.Tensor, num_classes: int) -> SharingE
 
 
 def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
-               seed: int, desc: str) -> Trained:
+               seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> Trained:
     torch.manual_seed(seed)
     model = build_model(net, x, num_classes).to(x.device)
     speed = Speed(**net.speed)
@@ -162,9 +163,11 @@ def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch
     def gradient_norm() -> float:  # on a copy, so the probe's batch-norm update does not touch the model
         return first_layer_gradient_norm(copy.deepcopy(model), *probe)
 
-    norms = {"init": gradient_norm()} if net.probe_gradients else None
+    norms = {"init": gradient_norm(), "head_weight": float(model.head_weights.sum())} if net.probe_gradients \
+        else None
     result = train(model, x, y, preset=Preset(**net.optimizer), epochs=net.epochs, batch_size=net.batch_size,
-                   seed=seed, desc=desc, augment=get_augmentation(net.augment), speed=speed)
+                   seed=seed, desc=desc, augment=get_augmentation(net.augment), speed=speed,
+                   heldout=heldout, patience=net.patience)
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = gradient_norm()
     start = time.perf_counter()
@@ -184,12 +187,15 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
 def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
     net = spec.network
     (x, x_test), y = data.x(net.inputs), data.y_train
-    if net.vote_holdout:  # accuracy-weighted voting: head weights come from rows the model never trains on
-        fit, held = (i.to(x.device) for i in holdout_split(len(y), net.vote_holdout, spec.seed))
-        x, y, x_held, y_held = x[fit], y[fit], x[held], y[held]
+    heldout = None
+    if net.holdout:  # rows the model never trains on: for the stopping rule and the accuracy-weighted vote
+        fit, held = (i.to(x.device) for i in holdout_split(len(y), net.holdout, spec.seed))
+        x, y, heldout = x[fit], y[fit], (x[held], y[held])
     desc = f"{spec.dataset} {spec.row.label} s{spec.seed}"
-    runs = [_train_one(net, x, y, x_test, data.num_classes, spec.seed + 1000 * k, desc) for k in range(net.members)]
+    runs = [_train_one(net, x, y, x_test, data.num_classes, spec.seed + 1000 * k, desc, heldout)
+            for k in range(net.members)]
     model = runs[0].model
+    majority, entropy = class_prior(y.cpu().numpy(), data.num_classes)
     diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]
     train_seconds = sum(r.result.seconds for r in runs)
     eval_seconds = sum(r.eval_seconds for r in runs)
@@ -203,21 +209,32 @@ def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
         "eval_samples_per_s": net.members * len(data.y_test) / eval_seconds if eval_seconds else None,
         "steps": runs[0].result.steps,
         "final_loss": _finite(runs[0].result.final_loss),
+        "init": model.backbone.init,
+        "majority_rate": majority, "prior_entropy": entropy, "patience": net.patience,
+        "n_fit": len(y), "n_holdout": len(heldout[1]) if heldout else 0,
+        **_curves(runs[0].result),
     }
+    if net.members > 1:
+        record["member_curves"] = [_curves(r.result) for r in runs]
     if runs[0].gradient_norms is not None:
         record["first_layer_gradient_norm"] = runs[0].gradient_norms
     if diverged:
         return record, {}
     # The voters: the heads of one SE model, or each ensemble member's single head.
     logits = torch.cat([r.test_logits for r in runs], dim=1)
-    heldout = None
-    if net.vote_holdout:
-        heldout = head_accuracies(predict_logits(model, x_held, speed=Speed(**net.speed)), y_held)
-        record.update(vote_weights=heldout.tolist(), n_holdout=len(y_held))
-    evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, heldout)
+    weights = None
+    if net.vote == "accuracy_weighted":  # head weights come from the held-out rows
+        weights = head_accuracies(predict_logits(model, heldout[0], speed=Speed(**net.speed)), heldout[1])
+        record["vote_weights"] = weights.tolist()
+    evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, weights)
     record.update(evaluated, head_names=model.head_names if net.members == 1 else
                   [f"member{k}" for k in range(net.members)])
     return record, outcomes
+
+
+def _curves(result: TrainResult) -> dict:
+    return {"epoch_loss": result.epoch_loss, "epoch_train_accuracy": result.epoch_train_accuracy,
+            "heldout_loss": result.heldout_loss, "best_epoch": result.best_epoch, "stopped": result.stopped}
 
 
 def _classic_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:

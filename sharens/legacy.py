@@ -10,6 +10,7 @@ statistics that need per-row outcomes say that such cells lack them.
 from __future__ import annotations
 
 from sharens.benchmark import Table
+from sharens.health import MIN_EPOCHS
 
 _VOTE_KEYS = {"hard": "hard_vote_accuracy", "best_head": "best_head_accuracy", "last_head": "last_head_accuracy"}
 
@@ -27,6 +28,12 @@ def upgrade(record: dict, table: Table) -> dict:
     else:
         record["spec"] = {"network": {"optimizer": config.get("preset"), "speed": config.get("speed") or {},
                                       "augment": config.get("augment"), "members": config.get("members", 1)}}
+    epochs = config.get("epochs")
+    record["health"] = {"status": "under-trained", "evidence": f"{epochs} epoch(s): too few to see convergence"} \
+        if variant != "classic" and epochs is not None and epochs < MIN_EPOCHS else \
+        {"status": "ok", "evidence": "no training curve recorded (older run)"}
+    if record.get("status") == "diverged":
+        record["health"] = {"status": "diverged", "evidence": f"at step {record.get('diverged_at_step')}"}
     if record.get("status") == "ok":
         record["metrics"] = {"accuracy": record["accuracy"]}
         if variant != "classic":

@@ -34,7 +34,8 @@ class NetworkSpec:
     batch_size: int
     members: int = 1  # K > 1: an independent ensemble of K plain networks, seeds seed + 1000 k
     vote: str = "soft"  # the registered vote (sharens.voting) that gives the cell's accuracy
-    vote_holdout: float = 0.0  # fraction of train held out to weight the heads (accuracy-weighted vote)
+    holdout: float = 0.0  # seeded share of train never trained on: the stopping rule's and the vote weights' rows
+    patience: int | None = None  # stop when the held-out loss has not improved for this many epochs
     augment: str | None = None  # a key of sharens.augment.AUGMENTATIONS
     probe_gradients: bool = False  # measure the first layer's gradient norm at init and after training
     speed: dict = field(default_factory=dict)  # training.Speed fields that are on
@@ -91,14 +92,16 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
 def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str, speed: Speed) -> NetworkSpec:
     pair = table.pair(row.pair)
     se = row.variant in ("se", "se_weighted")
+    heads = {"se": pair.heads_per_tap, "se_weighted": pair.heads_per_tap, "dsn": 1}
     return NetworkSpec(
         backbone=pair.backbone, options=pair.options_for(dataset), inputs=pair.inputs,
-        heads_per_tap=pair.heads_per_tap if se else None,
+        heads_per_tap=heads.get(row.variant),
         tap_weights=dict(pair.tap_weights) if se and pair.tap_weights else None,
         optimizer=table.preset_for(pair, preset).config(), epochs=profile.epochs_for(dataset, pair.name),
         batch_size=table.batch_size,
         members=min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1,
-        vote="accuracy_weighted" if row.variant == "se_weighted" else "soft",
-        vote_holdout=pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0,
+        vote={"se_weighted": "accuracy_weighted", "dsn": "last_head"}.get(row.variant, "soft"),
+        holdout=max(profile.holdout, pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0),
+        patience=profile.patience,
         augment=table.augment, probe_gradients=table.probe_gradients, speed=speed.config(),
     )

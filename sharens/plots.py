@@ -39,9 +39,19 @@ def accuracy_figure(doc: dict, path: Path) -> Path:
     return path
 
 
+SWEEP_SUFFIX = {"baseline": "", "se": " +SE", "dsn": " DSN"}
+LINESTYLE = {"baseline": "-", "se": "--", "dsn": ":"}
+
+
+def sweep_line(row: dict) -> tuple[str, str]:
+    """(family, variant) of a row on a depth sweep (older documents say only whether it is SE)."""
+    sweep = row["sweep"]
+    return sweep["family"], sweep.get("variant") or ("se" if sweep["se"] else "baseline")
+
+
 def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
     """Accuracy vs depth (and, where measured, first-layer gradient norm vs depth): one line per family and
-    variant (baseline solid, SE dashed), one panel per preset; error bars are the std over seeds."""
+    variant (baseline solid, SE dashed, DSN dotted), one panel per preset; error bars are the std over seeds."""
     rows = [r for r in doc["rows"] if r.get("sweep") and r["accuracy"] and r["accuracy"]["n"]]
     presets = sorted({r["preset"] for r in rows})
     panels = [("accuracy", "test accuracy (%)", lambda r: r["accuracy"], "linear")]
@@ -52,16 +62,16 @@ def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
     for name, ylabel, value, scale in panels:
         fig, axes = plt.subplots(1, len(presets), figsize=(5.5 * len(presets), 4), squeeze=False)
         for ax, preset in zip(axes[0], presets, strict=True):
-            lines = sorted({(r["sweep"]["family"], r["sweep"]["se"]) for r in rows if r["preset"] == preset})
-            for family, se in lines:
+            lines = sorted({sweep_line(r) for r in rows if r["preset"] == preset})
+            for family, variant in lines:
                 points = sorted((r["sweep"]["depth"], value(r)) for r in rows
-                                if r["preset"] == preset and (r["sweep"]["family"], r["sweep"]["se"]) == (family, se)
+                                if r["preset"] == preset and sweep_line(r) == (family, variant)
                                 and value(r) and value(r)["n"])
                 if points:
                     depths, stats = zip(*points, strict=True)
                     ax.errorbar(depths, [s["mean"] for s in stats], yerr=[s["std"] or 0 for s in stats],
-                                linestyle="--" if se else "-", marker="o", capsize=3,
-                                label=f"{family}{' +SE' if se else ''}")
+                                linestyle=LINESTYLE[variant], marker="o", capsize=3,
+                                label=family + SWEEP_SUFFIX[variant])
             ax.set_xlabel("depth (layers)")
             ax.set_ylabel(ylabel)
             ax.set_yscale(scale)
@@ -74,3 +84,38 @@ def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
         plt.close(fig)
         out.append((path, f"{ylabel} vs depth"))
     return out
+
+
+def loss_curves(doc: dict, path: Path, limit: int = 12) -> Path | None:
+    """Training (solid) and held-out (dashed) loss per epoch of the cells behind rows without a verdict for
+    health reasons, one panel per row (at most `limit`), one line per seed; the dotted line is the class
+    prior's entropy, where a net that learned nothing sits."""
+    rows = [r for r in doc["rows"] if r.get("health", {}).get("status", "ok") != "ok"][:limit]
+    cells = {(r["dataset"], r["model"], r["preset"]): [] for r in rows}
+    for cell in doc["cells"]:
+        key = (cell["dataset"], cell["model"], cell["preset"])
+        if key in cells and cell.get("epoch_loss"):
+            cells[key].append(cell)
+    rows = [r for r in rows if cells[(r["dataset"], r["model"], r["preset"])]]
+    if not rows:
+        return None
+    columns = min(4, len(rows))
+    fig, axes = plt.subplots(-(-len(rows) // columns), columns, figsize=(4 * columns, 3 * -(-len(rows) // columns)),
+                             squeeze=False)
+    for ax in axes.flat[len(rows):]:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows, strict=False):
+        for cell in cells[(row["dataset"], row["model"], row["preset"])]:
+            epochs = range(1, len(cell["epoch_loss"]) + 1)
+            line, = ax.plot(epochs, cell["epoch_loss"], label=f"seed {cell['seed']}")
+            if cell.get("heldout_loss"):
+                ax.plot(epochs, cell["heldout_loss"], "--", color=line.get_color())
+            ax.axhline(cell["prior_entropy"], color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"{row['dataset']} {row['model']} [{row['preset']}]: {row['health']['status']}", fontsize=8)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss per head")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -54,8 +54,9 @@ def markdown(doc: dict, table: Table) -> str:
         f"torch {prov['versions']['torch']}. "
         f"Compute, summed over cells: {prov['cell_wall_seconds_total'] / 60:.1f} min ("
         + ", ".join(f"{k} {v / 60:.1f} min" for k, v in prov["cell_wall_seconds_by_preset"].items()) + "). "
-        f"Accuracies are test accuracy in %, mean ± sample std over seeds. "
-        f"A row counts as reproduced within ±{doc['tolerance']:g} points of the paper.",
+        f"Accuracies are test accuracy in %, mean ± sample std over seeds, with a 95% interval over seeds and "
+        f"test rows. A row counts as reproduced when that interval lies within ±{doc['tolerance']:g} points of "
+        "the paper (rules at the end).",
         "",
     ]
     if len(prov["cell_git_revisions"]) > 1:
@@ -79,35 +80,16 @@ def markdown(doc: dict, table: Table) -> str:
         body = [[
             r["model"] + (f" {r['quoted_from']}" if r.get("quoted_from") else ""),
             r.get("preset") or "",
-            _pct(r["paper"]), _accuracy_cell(r), _pct(r.get("delta"), signed=True),
+            _pct(r["paper"]), _accuracy_cell(r), _interval(r.get("interval")), _pct(r.get("delta"), signed=True),
             r.get("verdict") or "", r["status"],
             _rate(r.get("train_samples_per_s")),
             "" if r.get("train_seconds") is None else f"{r['train_seconds']:.1f}",
             _rate(r.get("params")),
         ] for r in rows]
-        lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "Δ", "Verdict", "Status",
-                                          "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
-    lines += _sweep_section(doc) + _gradient_section(doc)
-    if doc["claims"]:
-        lines += ["## Claim: SE beats its baseline", "",
-                  "Gain = SE − baseline on paired seeds, with its 95% t-interval. "
-                  "Cost columns compare training wall time.", ""]
-        body = []
-        for c in doc["claims"]:
-            g = c["gain"]
-            ci = f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g.get("ci95") else ""
-            ens = c.get("se_minus_ensemble")
-            body.append([
-                c["dataset"], c["pair"], c["preset"], _pct(c["paper_gain"], signed=True),
-                f"{_pct(g['mean'], signed=True)}{ci}", c["verdict"],
-                _pct(c["se_over_baseline_train_time"]) + "x" if c["se_over_baseline_train_time"] else "",
-                _pct(ens["mean"], signed=True) if ens else "",
-                _pct(c.get("ensemble_over_se_train_time")) + "x" if c.get("ensemble_over_se_train_time") else "",
-            ])
-        lines += [tabulate(body, headers=["Data set", "Pair", "Preset", "Paper gain", "Our gain [95% CI]",
-                                          "Verdict", "SE / baseline train time", "SE − independent ens.",
-                                          "Independent ens. / SE train time"], tablefmt="github"), ""]
-    lines += _votes_section(doc)
+        lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "95% interval", "Δ", "Verdict",
+                                          "Status", "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
+    lines += _health_section(doc) + _sweep_section(doc) + _tap_section(doc) + _gradient_section(doc)
+    lines += _claims_section(doc) + _votes_section(doc)
     lines += ["## Settings", ""]
     for name, preset in sorted(doc["presets"].items()):
         lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
@@ -134,7 +116,13 @@ def markdown(doc: dict, table: Table) -> str:
     lines += [f"- {note}" for note in table.notes]
     quoted = sorted({r["quoted_from"] for r in doc["rows"] if r.get("quoted_from")})
     lines += [f"- {q}: rows marked with it are the paper's quotes of that work, not its own runs." for q in quoted]
-    lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split()), ""]
+    inits = sorted({r["init"] for r in doc["rows"] if r.get("init")})
+    if inits:
+        lines.append("- Layer initialisation of the networks: " + "; ".join(inits) + ".")
+    lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split())]
+    if doc.get("health_rules"):
+        lines += ["- Health rules: " + doc["health_rules"] + "."]
+    lines += [""]
     return "\n".join(lines)
 
 
@@ -145,16 +133,16 @@ def _sweep_section(doc: dict) -> list[str]:
     if not rows:
         return []
     depths = sorted({r["sweep"]["depth"] for r in rows})
-    lines_ = sorted({(r["preset"], r["sweep"]["family"], r["sweep"]["se"]) for r in rows})
+    lines_ = sorted({(r["preset"], *plots.sweep_line(r)) for r in rows})
     body = []
-    for preset, family, se in lines_:
+    for preset, family, variant in lines_:
         mine = {r["sweep"]["depth"]: r for r in rows
-                if (r["preset"], r["sweep"]["family"], r["sweep"]["se"]) == (preset, family, se)}
+                if (r["preset"], *plots.sweep_line(r)) == (preset, family, variant)}
         shallow, deep = mine[min(mine)], mine[max(mine)]
         change = stats.paired_difference(*(dict(zip(r["seeds"], r["accuracy"]["values"], strict=True))
                                            for r in (deep, shallow)))
         ci = f" [{change['ci95'][0]:+.2f}, {change['ci95'][1]:+.2f}]" if change.get("ci95") else ""
-        body.append([preset, family + (" +SE" if se else "")]
+        body.append([preset, family + plots.SWEEP_SUFFIX[variant]]
                     + [_pct(mine[d]["accuracy"]["mean"]) if d in mine else "" for d in depths]
                     + [f"{_pct(change['mean'], signed=True)}{ci} ({min(mine)} → {max(mine)})"
                        if len(mine) > 1 and change.get("mean") is not None else ""])
@@ -163,6 +151,64 @@ def _sweep_section(doc: dict) -> list[str]:
             "(paired over seeds, 95% t-interval where there are several): a negative change is degradation.", "",
             tabulate(body, headers=["Preset", "Net"] + [str(d) for d in depths] + ["Deepest − shallowest"],
                      tablefmt="github"), ""]
+
+
+def _interval(interval: dict | None) -> str:
+    return "" if not interval else f"[{interval['low']:.2f}, {interval['high']:.2f}]"
+
+
+def _health_section(doc: dict) -> list[str]:
+    """Rows that rest on a cell unfit for a verdict, with the evidence (from training data only)."""
+    rows = [r for r in doc["rows"] if r.get("health", {}).get("status", "ok") != "ok"]
+    if not rows:
+        return []
+    body = [[r["dataset"], r["model"], r.get("preset") or "", r["health"]["status"],
+             f"{r['health']['cells']}/{r['health']['of']}", r["health"]["evidence"]] for r in rows]
+    return ["## Cells unfit for a verdict", "",
+            "These rows get a health status instead of a verdict (rules in the settings); the loss curves of their "
+            f"cells, where recorded, are plotted in `{doc['table']}_curves.png` (linked below).", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "Status", "Cells", "Evidence (first cell)"],
+                     tablefmt="github"), ""]
+
+
+def _claims_section(doc: dict) -> list[str]:
+    if not doc["claims"]:
+        return []
+    body = []
+    for c in doc["claims"]:
+        g = c["gain"]
+        ci = f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g.get("ci95") else ""
+        p = "" if g.get("p_holm") is None else f"{g['p_holm']:.3g}"
+        ens = c.get("se_minus_ensemble")
+        body.append([
+            c["dataset"], c["pair"], c["preset"], _pct(c["paper_gain"], signed=True),
+            f"{_pct(g['mean'], signed=True)}{ci}", p, c["verdict"], c.get("magnitude") or "",
+            _pct(c["se_over_baseline_train_time"]) + "x" if c["se_over_baseline_train_time"] else "",
+            _pct(ens["mean"], signed=True) if ens else "",
+            _pct(c.get("ensemble_over_se_train_time")) + "x" if c.get("ensemble_over_se_train_time") else "",
+        ])
+    methods = sorted({c["gain"].get("method") for c in doc["claims"] if c["gain"].get("method")})
+    return ["## Claim: SE beats its baseline", "",
+            "Gain = SE − baseline on the same seeds and test rows, with its 95% interval ("
+            + "; ".join(methods) + "). Direction: Holm-corrected one-sided p of gain ≤ 0 across this table's "
+            "claims. Magnitude: is the paper's gain inside our interval ± the tolerance? Cost columns compare "
+            "training wall time.", "",
+            tabulate(body, headers=["Data set", "Pair", "Preset", "Paper gain", "Our gain [95% CI]", "p (Holm)",
+                                    "Direction", "Magnitude", "SE / baseline train time", "SE − independent ens.",
+                                    "Independent ens. / SE train time"], tablefmt="github"), ""]
+
+
+def _tap_section(doc: dict) -> list[str]:
+    """Mean test accuracy of the heads on each tap: does the vote ride on shallow heads?"""
+    rows = [r for r in doc["rows"] if r.get("tap_accuracy")]
+    if not rows:
+        return []
+    taps = list(dict.fromkeys(t for r in rows for t in r["tap_accuracy"]))
+    body = [[r["dataset"], r["model"], r.get("preset") or "", _pct(r["accuracy"]["mean"])]
+            + [_pct(r["tap_accuracy"].get(t)) for t in taps] for r in rows]
+    return ["## Accuracy of the heads on each tap", "",
+            "Mean test accuracy of the heads on each tap (shallow to deep), beside the row's vote.", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "Vote"] + taps, tablefmt="github"), ""]
 
 
 def _votes_section(doc: dict) -> list[str]:
@@ -185,17 +231,18 @@ def _gradient_section(doc: dict) -> list[str]:
     if not rows:
         return []
 
-    def norm(r, when):
-        s = r["first_layer_gradient_norm"].get(when) or {}
+    def norm(r, when, key="first_layer_gradient_norm"):
+        s = (r.get(key) or {}).get(when) or {}
         return "" if not s.get("n") else f"{s['mean']:.3g}"
 
-    body = [[r["dataset"], r["model"], r.get("preset") or "", norm(r, "init"), norm(r, "trained")] for r in rows]
+    body = [[r["dataset"], r["model"], r.get("preset") or "", norm(r, "init"), norm(r, "trained"),
+             norm(r, "init", "first_layer_gradient_norm_per_head_weight")] for r in rows]
     return ["## Gradient reaching the first layer", "",
             "L2 norm of d(training loss)/d(first-layer weight) on one fixed batch of train rows, at initialisation "
             "and after training, mean over seeds. An SE model's loss is the sum of its heads' losses, as it is "
-            "trained.", "",
-            tabulate(body, headers=["Data set", "Model", "Preset", "At init", "After training"], tablefmt="github"),
-            ""]
+            "trained; the last column divides it by the total head weight (a net with 20 heads sums 20 losses).", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "At init", "After training",
+                                    "At init, per unit of head weight"], tablefmt="github"), ""]
 
 
 def _data_notes(info: dict) -> list[str]:
@@ -242,5 +289,8 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
     if any(r.get("sweep") for r in doc["rows"]):
         for path, what in plots.sweep_figures(doc, out / f"{table.id}"):
             figures.append(f"![{what}]({path.name})")
+    curves = plots.loss_curves(doc, out / f"{table.id}_curves.png")
+    if curves is not None:
+        figures.append(f"![loss curves of the cells unfit for a verdict]({curves.name})")
     write_bytes(md_path, (markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n").encode())
     return md_path, json_path

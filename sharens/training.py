@@ -10,10 +10,11 @@ decay, or He et al.'s SGD with momentum, weight decay and step decay.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from tqdm.auto import tqdm
@@ -137,6 +138,13 @@ class TrainResult:
     samples: int
     final_loss: float
     diverged_at_step: int | None = None
+    # per epoch, what cell health is judged on: training loss per unit of head weight (comparable to the class
+    # prior's entropy) and the soft vote's accuracy on the training batches (augmented, if augmentation is on)
+    epoch_loss: list[float] = field(default_factory=list)
+    epoch_train_accuracy: list[float] = field(default_factory=list)
+    heldout_loss: list[float] = field(default_factory=list)  # per epoch, on the held-out rows, if any
+    best_epoch: int | None = None  # 1-based epoch whose weights the model keeps, when stopping on held-out loss
+    stopped: str = "epochs"  # "epochs" (ran them all), "converged" (held-out loss stopped improving), "diverged"
 
     @property
     def samples_per_s(self) -> float:
@@ -146,6 +154,15 @@ class TrainResult:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def heldout_loss(model: SharingEnsemble, x: torch.Tensor, y: torch.Tensor, speed: Speed = FP32) -> float:
+    """Mean loss per unit of head weight on rows the model does not train on (eval mode)."""
+    logits = predict_logits(model, x, speed=speed)
+    loss = float(model.loss(logits, y)) / float(model.head_weights.sum())
+    model.train()
+    return loss
 
 
 def train(
@@ -160,6 +177,8 @@ def train(
     desc: str = "train",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     speed: Speed = FP32,
+    heldout: tuple[torch.Tensor, torch.Tensor] | None = None,
+    patience: int | None = None,
 ) -> TrainResult:
     """Train `model` in place on (x, y), which already live on the model's device.
 
@@ -167,7 +186,12 @@ def train(
     device; `speed` picks precision, memory layout and compilation. Stops
     early, returning `diverged_at_step`, when the loss turns NaN/inf or exceeds
     `EXPLODED_LOSS` per unit of head weight. Losses stay on the device and are
-    checked once per epoch, so the check costs no synchronisation per step.
+    read once per epoch, so the check costs no synchronisation per step.
+
+    With `heldout` rows, their loss is measured after every epoch; with
+    `patience` too, training stops once it has not improved for `patience`
+    epochs (`epochs` is then the cap), and the model keeps its weights of the
+    best epoch: epochs are chosen on rows it never trains on, never on test.
     """
     device = x.device
     batch_size = min(batch_size, len(x))
@@ -176,34 +200,56 @@ def train(
     optimizer, schedule = _optimizer(model, preset, total_steps)
     generator = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(steps_per_epoch, device=device)
+    hits = torch.empty(steps_per_epoch, device=device)
     total_head_weight = float(model.head_weights.sum())
     forward = speed.prepare(model)
+    result = TrainResult(0.0, 0, 0, math.nan)
+    best_state, best_loss = None, math.inf
 
     model.train()
     _sync(device)
     start = time.perf_counter()
     step = 0
-    for _ in tqdm(range(epochs), desc=desc, leave=False, disable=None):
+    for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=None):
         order = torch.randperm(len(x), device=device, generator=generator)
         for b in range(steps_per_epoch):
             idx = order[b * batch_size : (b + 1) * batch_size]
             batch = speed.batch(x[idx] if augment is None else augment(x[idx], generator))
             with speed.autocast(device):
-                loss = model.loss(forward(batch).float(), y[idx])
+                logits = forward(batch).float()
+            loss = model.loss(logits, y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             losses[b] = loss.detach()
+            hits[b] = (logits.detach().softmax(-1).mean(1).argmax(-1) == y[idx]).float().mean()
         bad = ~torch.isfinite(losses) | (losses > EXPLODED_LOSS * total_head_weight)
         if bad.any():
             _sync(device)
             first_bad = step + int(bad.nonzero()[0])
-            return TrainResult(time.perf_counter() - start, first_bad, first_bad * batch_size,
-                               float(losses[first_bad - step]), diverged_at_step=first_bad)
+            result.diverged_at_step, result.stopped = first_bad, "diverged"
+            result.final_loss = float(losses[first_bad - step])
+            step = first_bad
+            break
         step += steps_per_epoch
+        result.epoch_loss.append(losses.mean().item() / total_head_weight)
+        result.epoch_train_accuracy.append(100.0 * hits.mean().item())
+        if heldout is not None:
+            result.heldout_loss.append(heldout_loss(model, *heldout, speed=speed))
+            if patience is not None and result.heldout_loss[-1] < best_loss:
+                best_loss, result.best_epoch = result.heldout_loss[-1], epoch
+                best_state = copy.deepcopy(model.state_dict())
+            elif patience is not None and epoch - result.best_epoch >= patience:
+                result.stopped = "converged"
+                break
     _sync(device)
-    return TrainResult(time.perf_counter() - start, step, step * batch_size, float(losses[-1]))
+    result.seconds, result.steps, result.samples = time.perf_counter() - start, step, step * batch_size
+    if result.diverged_at_step is None:
+        result.final_loss = float(losses[-1])
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    return result
 
 
 def _optimizer(model: torch.nn.Module, preset: Preset, total_steps: int):

@@ -1,0 +1,89 @@
+"""Is a trained cell fit to carry a verdict? Judged from its training data only, never from test rows.
+
+The rules, stated in every report (`RULES`):
+- `diverged`: the loss turned NaN/inf or exploded (the training loop stops it).
+- `collapsed`: at the end of training the vote's training accuracy is within
+  `COLLAPSE_MARGIN` points of the majority-class rate, or the loss per unit of
+  head weight is within `COLLAPSE_ENTROPY_GAP` of the class prior's entropy
+  (what a network that learned nothing but the class frequencies scores).
+- `under-trained`: fewer than `MIN_EPOCHS` epochs (too few to see convergence);
+  with a held-out stopping rule, one that ran out of epochs while its held-out
+  loss was still at its best (the best epoch is the last); with fixed epochs,
+  the training loss still falling by more than `STILL_FALLING` of its final
+  value over the last `TAIL` of the epochs while training accuracy is below
+  `FIT_ACCURACY` (a net that fits its training set is done, whatever its loss does).
+Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OK, DIVERGED, COLLAPSED, UNDER_TRAINED = "ok", "diverged", "collapsed", "under-trained"
+COLLAPSE_MARGIN = 1.0  # points of training accuracy above the majority-class rate
+COLLAPSE_ENTROPY_GAP = 0.02  # a loss this close to the prior's entropy carries no information beyond it
+MIN_EPOCHS = 3
+TAIL = 0.2
+STILL_FALLING = 0.10
+FIT_ACCURACY = 99.0
+
+RULES = (
+    f"cell health, from training data only: `diverged` (NaN or exploding loss); `collapsed` (final training "
+    f"accuracy within {COLLAPSE_MARGIN:g} point of the majority-class rate, or final loss per head within "
+    f"{COLLAPSE_ENTROPY_GAP:.0%} of the class prior's entropy); `under-trained` (fewer than {MIN_EPOCHS} epochs; "
+    "with a held-out stopping rule, its epoch cap reached with the held-out loss still at its best; with fixed "
+    f"epochs, the training loss still falling by more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the "
+    f"epochs while training accuracy is below {FIT_ACCURACY:g}%); a row or claim resting on such a cell gets that "
+    "status, not a verdict"
+)
+
+
+def class_prior(y: np.ndarray, classes: int) -> tuple[float, float]:
+    """(majority-class rate in %, entropy of the class frequencies in nats) of training labels."""
+    p = np.bincount(np.asarray(y), minlength=classes) / len(y)
+    return 100.0 * float(p.max()), float(-(p[p > 0] * np.log(p[p > 0])).sum())
+
+
+def judge_cell(record: dict) -> dict:
+    """{status, evidence} of a cell record, judged now by today's rules from what it recorded.
+
+    An independent ensemble is as fit as its least healthy member; a scikit-learn fit has no curve to judge;
+    an older record without curves carries what `legacy` could tell.
+    """
+    if "health" in record:  # an older record: judged once, by `legacy`
+        return record["health"]
+    if record.get("variant") == "classic":
+        return {"status": OK, "evidence": "a scikit-learn fit (no training curve to judge)"}
+    judged = [judge({**record, **curves}) for curves in record.get("member_curves") or [{}]]
+    return min(judged, key=lambda v: [DIVERGED, COLLAPSED, UNDER_TRAINED, OK].index(v["status"]))
+
+
+def judge(record: dict) -> dict:
+    """{status, evidence} of one trained network's record."""
+    if record.get("status") == DIVERGED:
+        return {"status": DIVERGED,
+                "evidence": f"loss not finite or exploding at step {record.get('diverged_at_step')}"}
+    losses, accuracies = record.get("epoch_loss"), record.get("epoch_train_accuracy")
+    if not losses:
+        return {"status": OK, "evidence": "no training curve recorded"}
+    final_loss, final_accuracy = losses[-1], accuracies[-1]
+    majority, entropy = record["majority_rate"], record["prior_entropy"]
+    if final_accuracy <= majority + COLLAPSE_MARGIN or abs(final_loss - entropy) <= COLLAPSE_ENTROPY_GAP * entropy:
+        return {"status": COLLAPSED, "evidence": f"final training accuracy {final_accuracy:.1f}% (majority class "
+                f"{majority:.1f}%), loss per head {final_loss:.3f} (prior entropy {entropy:.3f})"}
+    if len(losses) < MIN_EPOCHS:
+        return {"status": UNDER_TRAINED, "evidence": f"{len(losses)} epoch(s): too few to see convergence"}
+    if record.get("patience"):  # a held-out stopping rule chose the epochs: judge it, not the training loss
+        if record.get("stopped") == "epochs" and record.get("best_epoch") == len(losses):
+            return {"status": UNDER_TRAINED, "evidence": f"held-out loss still improving at the epoch cap "
+                    f"({len(losses)} epochs)"}
+    else:
+        tail = max(1, math.ceil(TAIL * len(losses)))
+        falling = (losses[-1 - tail] - final_loss) / max(final_loss, 1e-12)
+        if falling > STILL_FALLING and final_accuracy < FIT_ACCURACY:
+            return {"status": UNDER_TRAINED, "evidence": f"training loss fell {falling:.0%} over the last {tail} "
+                    f"of {len(losses)} epochs (to {final_loss:.3f}); training accuracy {final_accuracy:.1f}%"}
+    return {"status": OK, "evidence": f"final training loss {final_loss:.3f}, accuracy {final_accuracy:.1f}% "
+            f"after {len(losses)} epochs" + (f" (stopped: {record['stopped']})" if record.get("stopped") else "")}
