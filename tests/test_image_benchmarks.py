@@ -97,7 +97,7 @@ def test_gradient_probe_does_not_change_the_result():
     plain, probed = records[False], records[True]
     assert plain["accuracy"] == probed["accuracy"] and plain["head_accuracies"] == probed["head_accuracies"]
     norms = probed["first_layer_gradient_norm"]
-    assert set(norms) == {"init", "trained"} and all(v > 0 for v in norms.values())
+    assert set(norms) == {"init", "trained", "head_weight"} and all(v > 0 for v in norms.values())
     assert "first_layer_gradient_norm" not in plain
 
 
@@ -139,7 +139,7 @@ def test_sweep_report_pivots_by_depth_and_measures_degradation(tmp_path):
     md_path, json_path = report.write(table, "full", records, tmp_path)
     doc = json.loads(json_path.read_text())
     plain4 = next(r for r in doc["rows"] if r["model"] == "tanh CNN-4")
-    assert plain4["sweep"] == {"family": "tanh CNN", "depth": 4, "se": False}
+    assert plain4["sweep"] == {"family": "tanh CNN", "depth": 4, "se": False, "variant": "baseline"}
     assert plain4["first_layer_gradient_norm"]["init"]["mean"] == pytest.approx(0.025)
     markdown = md_path.read_text()
     assert "## Accuracy by depth" in markdown and "-20.00 [-20.00, -20.00] (2 → 4)" in markdown

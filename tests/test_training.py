@@ -1,5 +1,6 @@
 """The training loop: determinism, learning at all, divergence detection; statistics and verdicts."""
 
+import numpy as np
 import torch
 
 from sharens import stats
@@ -69,25 +70,51 @@ def test_summary_and_t_interval():
     assert stats.t_interval([1.0]) is None
 
 
-def test_row_verdicts():
-    assert stats.row_verdict([95.0, 95.4], 95.7, 1.0) == stats.REPRODUCED
-    assert stats.row_verdict([90.0, 90.1, 90.2], 95.7, 1.0) == stats.NOT_REPRODUCED
-    assert stats.row_verdict([90.0, 99.0], 95.7, 1.0) == stats.INCONCLUSIVE  # too spread out
-    assert stats.row_verdict([90.0], 95.7, 1.0) == stats.INCONCLUSIVE  # one seed cannot rule out
-    assert stats.row_verdict([90.0], None, 1.0) is None
+def test_row_verdicts_need_the_whole_interval_inside_or_outside_the_band():
+    def interval(low, high):
+        return {"low": low, "high": high}
+
+    assert stats.row_verdict(interval(95.0, 96.2), 2, 95.7, 1.0) == stats.REPRODUCED
+    assert stats.row_verdict(interval(94.5, 96.2), 2, 95.7, 1.0) == stats.INCONCLUSIVE  # mean inside, band not
+    assert stats.row_verdict(interval(89.0, 91.0), 3, 95.7, 1.0) == "not reproduced (below)"
+    assert stats.row_verdict(interval(97.0, 98.0), 3, 95.7, 1.0) == "not reproduced (above)"
+    assert stats.row_verdict(interval(95.5, 95.6), 1, 95.7, 1.0) == stats.INCONCLUSIVE  # one seed: variance unknown
+    assert stats.row_verdict(interval(90.0, 91.0), 2, None, 1.0) is None
 
 
-def test_claim_verdicts_on_paired_seeds():
-    base = {0: 80.0, 1: 81.0, 2: 79.0}
-    better = stats.paired_difference({0: 81.0, 1: 82.2, 2: 80.1}, base)
-    assert better["n"] == 3 and better["ci95"][0] > 0
-    assert stats.claim_verdict(better, 1.2, 1.0) == stats.REPRODUCED
-    worse = stats.paired_difference({0: 79.0, 1: 79.8, 2: 78.1}, base)
-    assert stats.claim_verdict(worse, 1.2, 1.0) == stats.NOT_REPRODUCED
-    noisy = stats.paired_difference({0: 83.0, 1: 78.0, 2: 80.0}, base)
-    assert stats.claim_verdict(noisy, 1.2, 1.0) == stats.INCONCLUSIVE
-    # Only seeds both sides have are paired.
-    assert stats.paired_difference({0: 1.0, 5: 2.0}, base)["n"] == 1
+def test_bootstrap_interval_accounts_for_test_rows_as_well_as_seeds():
+    """Three identical seeds have no seed spread, yet 446 test rows leave about ±4.6 points of sampling error
+    at 55% (2 x 1.96 x sqrt(.55 x .45 / 446) wide); the t-interval over seeds would be empty."""
+    rng = torch.Generator().manual_seed(0)
+    row = (torch.rand(446, generator=rng) < 0.55).numpy()
+    correct = np.stack([row, row, row])
+    interval = stats.accuracy_interval(correct, [100 * row.mean()] * 3, 446)
+    assert interval["method"] == stats.BOOTSTRAP
+    assert 8.0 < interval["high"] - interval["low"] < 10.5
+    assert interval == stats.accuracy_interval(correct, [100 * row.mean()] * 3, 446)  # seeded: same verdicts
+    normal = stats.accuracy_interval(None, [100 * row.mean()] * 3, 446)  # older cells: the same two variances
+    assert normal["method"] == stats.NORMAL and abs((normal["high"] - normal["low"]) - 9.2) < 0.3
+
+
+def test_paired_gain_pairs_seeds_and_rows_and_holm_corrects():
+    rng = np.random.default_rng(0)
+    base = {s: rng.random(2000) < 0.80 for s in range(3)}
+    se = {s: base[s] | (rng.random(2000) < 0.10) for s in range(3)}  # SE fixes about 2% of the rows
+    accuracy = ({s: 100 * v.mean() for s, v in se.items()}, {s: 100 * v.mean() for s, v in base.items()})
+    gain = stats.paired_gain(se, base, accuracy)
+    assert gain["method"] == stats.BOOTSTRAP and gain["ci95"][0] > 0 and gain["p_value"] < 0.01
+    same = stats.paired_gain(base, base, (accuracy[1], accuracy[1]))
+    assert same["ci95"] == (0.0, 0.0) and same["p_value"] == 1.0
+    assert stats.direction_verdict(gain, 0.001) == stats.REPRODUCED
+    assert stats.direction_verdict({"ci95": (-3.0, -1.0)}, 0.9) == stats.NOT_REPRODUCED
+    assert stats.magnitude_verdict({"ci95": (1.0, 2.0)}, 2.5, 1.0) == "consistent"
+    assert stats.magnitude_verdict({"ci95": (1.0, 2.0)}, 9.0, 1.0) == "ours smaller"
+    assert stats.holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
+
+
+def test_older_claims_without_outcomes_use_a_t_test_over_seeds():
+    gain = stats.paired_gain({}, {}, ({0: 81.0, 1: 82.2, 2: 80.1}, {0: 80.0, 1: 81.0, 2: 79.0}))
+    assert gain["n"] == 3 and gain["ci95"][0] > 0 and gain["p_value"] < 0.05 and "t over seeds" in gain["method"]
 
 
 def test_holdout_split_is_disjoint_seeded_and_sized():

@@ -1,0 +1,112 @@
+"""Cell health and the budget rule: judged from training data only, and a verdict never rests on an unfit cell."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import figure2_mnist, get_table
+from sharens import document, health
+from sharens.backbones import build_backbone
+from sharens.ensemble import SharingEnsemble
+from sharens.plan import plan
+from sharens.training import PRESETS, train
+
+
+def _record(losses, accuracies, majority=50.0, entropy=math.log(2), **extra):
+    return {"status": "ok", "epoch_loss": losses, "epoch_train_accuracy": accuracies, "majority_rate": majority,
+            "prior_entropy": entropy, **extra}
+
+
+def test_collapse_is_the_majority_rate_or_the_prior_entropy():
+    learned = [0.69, 0.5, 0.4, 0.35, 0.33, 0.32]
+    assert health.judge(_record(learned, [60, 70, 80, 85, 86, 86]))["status"] == health.OK
+    assert health.judge(_record(learned, [50, 50, 50.5, 50, 50, 50.4]))["status"] == health.COLLAPSED
+    stuck = [0.70, 0.695, 0.694, 0.694, 0.693, 0.693]  # ln 2: nothing beyond the class frequencies
+    judged = health.judge(_record(stuck, [55, 56, 57, 57, 58, 58]))
+    assert judged["status"] == health.COLLAPSED and "prior entropy 0.693" in judged["evidence"]
+
+
+def test_under_training_is_a_still_falling_loss_or_too_few_epochs():
+    falling = [1.0, 0.8, 0.6, 0.45, 0.35, 0.25]  # down 29% over the last epoch alone
+    judged = health.judge(_record(falling, [60, 65, 70, 75, 80, 85]))
+    assert judged["status"] == health.UNDER_TRAINED and "fell" in judged["evidence"]
+    assert health.judge(_record(falling, [60, 70, 90, 99, 99.5, 99.6]))["status"] == health.OK  # fits its data
+    assert health.judge(_record([0.6], [70]))["status"] == health.UNDER_TRAINED  # one epoch: cannot tell
+    # a held-out stopping rule decides instead: stopped on its own (converged) is fit, at its cap is not
+    stopped = dict(patience=3, heldout_loss=[0.7, 0.6, 0.5, 0.5, 0.5, 0.5])
+    assert health.judge(_record(falling, [60] * 6, stopped="converged", best_epoch=3, **stopped))["status"] == "ok"
+    capped = health.judge(_record(falling, [60] * 6, stopped="epochs", best_epoch=6, **stopped))
+    assert capped["status"] == health.UNDER_TRAINED and "epoch cap" in capped["evidence"]
+
+
+def test_an_ensemble_is_as_fit_as_its_worst_member():
+    good = {"epoch_loss": [0.6, 0.4, 0.35, 0.34], "epoch_train_accuracy": [70, 80, 85, 85]}
+    bad = {"epoch_loss": [0.6, 0.6, 0.6, 0.6], "epoch_train_accuracy": [50, 50, 50, 50]}
+    record = {**_record(**{"losses": good["epoch_loss"], "accuracies": good["epoch_train_accuracy"]}),
+              "variant": "independent", "member_curves": [good, bad]}
+    assert health.judge_cell(record)["status"] == health.COLLAPSED
+
+
+def test_the_budget_rule_stops_on_held_out_loss_and_keeps_the_best_epoch():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 10, generator=g)
+    y = (torch.rand(256, generator=g) < 0.5).long()  # pure noise: held-out loss can only get worse
+    held = (torch.randn(64, 10, generator=g), (torch.rand(64, generator=g) < 0.5).long())
+    model = SharingEnsemble(build_backbone("mlp", 10, widths=(64, 64)), 2, heads_per_tap=2)
+    result = train(model, x, y, preset=PRESETS["tuned"], epochs=60, batch_size=32, seed=0, heldout=held,
+                   patience=4)
+    assert result.stopped == "converged" and len(result.epoch_loss) == result.best_epoch + 4 < 60
+    assert len(result.heldout_loss) == len(result.epoch_loss) == len(result.epoch_train_accuracy)
+    assert min(result.heldout_loss) == result.heldout_loss[result.best_epoch - 1]
+    from sharens.training import heldout_loss
+    assert heldout_loss(model, *held) == pytest.approx(min(result.heldout_loss), rel=1e-5)  # best weights kept
+
+
+def test_full_profiles_declare_a_budget_rule_and_specs_carry_it():
+    for table_id in ("table7_uci", "table5_semg", "table6_imdb", "table4_gtzan", "table3_cifar10"):
+        full = get_table(table_id).profile("full")
+        assert full.patience and full.holdout == 0.1, table_id
+    table = get_table("table7_uci")
+    spec = next(s for s in plan(table, table.profile("full"), 1, ["tuned"], ["yeast"]) if s.network)
+    assert spec.network.patience == 10 and spec.network.holdout == 0.1 and spec.network.epochs == 200
+
+
+def test_figure2_controls_xavier_init_and_a_deeply_supervised_net():
+    table = figure2_mnist.TABLE
+    specs = {s.row.label: s for s in plan(table, table.profile("quick"), 1, ["tuned"], ["mnist"])}
+    dsn = specs["tanh CNN-20 DSN"].network
+    assert dsn.heads_per_tap == 1 and dsn.vote == "last_head"
+    assert specs["tanh CNN (Xavier)-20"].network.options["init"] == "xavier_tanh"
+    plain = build_backbone("convnet", (1, 8, 8), **specs["tanh CNN-20"].network.options)
+    xavier = build_backbone("convnet", (1, 8, 8), **specs["tanh CNN (Xavier)-20"].network.options)
+    assert "default" in plain.init and "Xavier" in xavier.init and "1.667" in xavier.init
+    # Glorot-uniform with gain 5/3 on a 64 -> 64 3x3 conv: bound = 5/3 * sqrt(6 / (2 * 576))
+    weight = xavier.layers[5][0].weight
+    assert weight.abs().max() <= 5 / 3 * math.sqrt(6 / 1152) + 1e-6 and weight.std() > 0.05
+
+
+def test_no_verdict_rests_on_an_unfit_cell():
+    """A row with one collapsed seed, and the claim built on it, get the health status, not a verdict."""
+    table = get_table("table7_uci")
+    spec = {"network": {"optimizer": {"name": "tuned", "lr0": 1, "lr_min": 1, "why": ""}}}
+
+    def cell(model, variant, seed, accuracy, train_accuracy):
+        return {"table": table.id, "dataset": "yeast", "pair": "DNN", "variant": variant, "model": model,
+                "preset": "tuned", "seed": seed, "profile": "full", "n_train": 1038, "n_test": 446, "status": "ok",
+                "accuracy": accuracy, "metrics": {"accuracy": accuracy}, "votes": {}, "spec": spec,
+                "provenance": {"wall_seconds": 1.0, "device": "cpu", "git_revision": "x"},
+                **_record([1.0, 0.8, 0.7, 0.69], [40, 50, 55, train_accuracy], majority=31.0, entropy=1.9)}
+
+    records = [cell("DNN", "baseline", s, 55.0 + s, 31.5 if s == 1 else 60) for s in range(3)]
+    records += [cell("DNN+SE", "se", s, 58.0 + s, 62) for s in range(3)]
+    doc = document.build(table, "full", records)
+    base = next(r for r in doc["rows"] if r["model"] == "DNN")
+    se = next(r for r in doc["rows"] if r["model"] == "DNN+SE")
+    assert base["verdict"] == health.COLLAPSED and base["health"]["cells"] == 1
+    assert "seed 1" in base["health"]["evidence"] and se["verdict"] not in (health.COLLAPSED, None)
+    (claim,) = doc["claims"]
+    assert claim["verdict"] == health.COLLAPSED and "p_holm" not in claim["gain"]
+    np.testing.assert_allclose(claim["gain"]["mean"], 3.0)
