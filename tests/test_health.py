@@ -11,10 +11,13 @@ from sharens import document, health
 from sharens.backbones import build_backbone
 from sharens.ensemble import SharingEnsemble
 from sharens.plan import plan
-from sharens.training import PRESETS, train
+from sharens.training import PRESETS, heldout_loss, train
 
 
-def _record(losses, accuracies, majority=50.0, entropy=math.log(2), **extra):
+LN2 = math.log(2)  # the prior entropy of two balanced classes
+
+
+def _record(losses, accuracies, majority=50.0, entropy=LN2, **extra):
     return {"status": "ok", "epoch_loss": losses, "epoch_train_accuracy": accuracies, "majority_rate": majority,
             "prior_entropy": entropy, **extra}
 
@@ -61,7 +64,6 @@ def test_the_budget_rule_stops_on_held_out_loss_and_keeps_the_best_epoch():
     assert result.stopped == "converged" and len(result.epoch_loss) == result.best_epoch + 4 < 60
     assert len(result.heldout_loss) == len(result.epoch_loss) == len(result.epoch_train_accuracy)
     assert min(result.heldout_loss) == result.heldout_loss[result.best_epoch - 1]
-    from sharens.training import heldout_loss
     assert heldout_loss(model, *held) == pytest.approx(min(result.heldout_loss), rel=1e-5)  # best weights kept
 
 
