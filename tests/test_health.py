@@ -13,7 +13,6 @@ from sharens.ensemble import SharingEnsemble
 from sharens.plan import plan
 from sharens.training import PRESETS, heldout_loss, train
 
-
 LN2 = math.log(2)  # the prior entropy of two balanced classes
 
 
