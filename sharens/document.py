@@ -153,12 +153,12 @@ def _claims(table: Table, dataset: str, preset: str, groups: dict, outcomes: Out
         unhealthy = _unhealthy(base + se)
         claim = {
             "dataset": dataset, "pair": pair.name, "preset": preset,
-            "paper_gain": paper_gain, "gain": gain,
+            "paper_gain": paper_gain, "gain": gain, "tolerance": table.tolerance,
             # set once every claim of the table is known (Holm's correction needs them all)
             "verdict": stats.NOT_COMPARABLE if not _comparable(table, dataset, base + se)
             else unhealthy["status"] if unhealthy else None,
             "health": unhealthy or {"status": health.OK},
-            "magnitude": stats.magnitude_verdict(gain, paper_gain, table.tolerance),
+            "magnitude": None,  # like the direction, only for a claim that may have a verdict
             # finished runs only: a diverged run stops early and would flatter its side
             "se_over_baseline_train_time": _ratio(_mean(_ok(se), "train_seconds"), _mean(_ok(base), "train_seconds")),
         }
@@ -180,6 +180,7 @@ def _judge_claims(claims: list[dict]) -> None:
                                strict=True):
         claim["gain"]["p_holm"] = adjusted
         claim["verdict"] = stats.direction_verdict(claim["gain"], adjusted)
+        claim["magnitude"] = stats.magnitude_verdict(claim["gain"], claim["paper_gain"], claim["tolerance"])
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -12,7 +12,9 @@ The rules, stated in every report (`RULES`):
   the training loss still falling by more than `STILL_FALLING` of its final
   value over the last `TAIL` of the epochs while training accuracy is below
   `FIT_ACCURACY` (a net that fits its training set is done, whatever its loss does).
-Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict.
+Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict, and so does one
+resting on a network cell of an older run that recorded no training curve (`health not recorded`): its
+convergence cannot be checked, so no verdict may rest on it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import math
 import numpy as np
 
 OK, DIVERGED, COLLAPSED, UNDER_TRAINED = "ok", "diverged", "collapsed", "under-trained"
+NOT_RECORDED = "health not recorded"  # a network cell of an older run, which kept no training curve
 COLLAPSE_MARGIN = 1.0  # points of training accuracy above the majority-class rate
 COLLAPSE_ENTROPY_GAP = 0.02  # a loss this close to the prior's entropy carries no information beyond it
 MIN_EPOCHS = 3
@@ -36,7 +39,8 @@ RULES = (
     "with a held-out stopping rule, its epoch cap reached with the held-out loss still at its best; with fixed "
     f"epochs, the training loss still falling by more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the "
     f"epochs while training accuracy is below {FIT_ACCURACY:g}%); a row or claim resting on such a cell gets that "
-    "status, not a verdict"
+    "status, not a verdict (as does a network cell of an older run without a training curve: `health not "
+    "recorded`)"
 )
 
 
@@ -57,7 +61,7 @@ def judge_cell(record: dict) -> dict:
     if record.get("variant") == "classic":
         return {"status": OK, "evidence": "a scikit-learn fit (no training curve to judge)"}
     judged = [judge({**record, **curves}) for curves in record.get("member_curves") or [{}]]
-    return min(judged, key=lambda v: [DIVERGED, COLLAPSED, UNDER_TRAINED, OK].index(v["status"]))
+    return min(judged, key=lambda v: [DIVERGED, COLLAPSED, UNDER_TRAINED, NOT_RECORDED, OK].index(v["status"]))
 
 
 def judge(record: dict) -> dict:

@@ -3,20 +3,25 @@
 Before the work-order schema a record named its row by display name and `kind`,
 kept its settings in `config`, stored the hard vote and best/last head as
 separate keys, and kept no per-row outcomes. `upgrade` fills in `pair`,
-`variant`, `spec` (the parts a report reads), `votes` and `metrics`; the
-statistics that need per-row outcomes say that such cells lack them.
+`variant`, `spec` (the parts a report reads), `votes`, `metrics` and the one
+health rule it can still apply (too few epochs); the statistics that need
+per-row outcomes say that such cells lack them.
 """
 
 from __future__ import annotations
 
 from sharens.benchmark import Table
-from sharens.health import MIN_EPOCHS
+from sharens.health import DIVERGED, MIN_EPOCHS, NOT_RECORDED, OK, UNDER_TRAINED
 
 _VOTE_KEYS = {"hard": "hard_vote_accuracy", "best_head": "best_head_accuracy", "last_head": "last_head_accuracy"}
 
 
 def upgrade(record: dict, table: Table) -> dict:
-    if "variant" in record:
+    """Today's fields of an older record, derived afresh each time (so a rebuilt document stays upgradable).
+
+    An older record is one with `kind`, which today's records never have.
+    """
+    if "kind" not in record:
         return record
     record = dict(record)
     variant = record["kind"]
@@ -29,11 +34,15 @@ def upgrade(record: dict, table: Table) -> dict:
         record["spec"] = {"network": {"optimizer": config.get("preset"), "speed": config.get("speed") or {},
                                       "augment": config.get("augment"), "members": config.get("members", 1)}}
     epochs = config.get("epochs")
-    record["health"] = {"status": "under-trained", "evidence": f"{epochs} epoch(s): too few to see convergence"} \
-        if variant != "classic" and epochs is not None and epochs < MIN_EPOCHS else \
-        {"status": "ok", "evidence": "no training curve recorded (older run)"}
+    if variant == "classic":
+        record["health"] = {"status": OK, "evidence": "a scikit-learn fit (no training curve to judge)"}
+    elif epochs is not None and epochs < MIN_EPOCHS:
+        record["health"] = {"status": UNDER_TRAINED, "evidence": f"{epochs} epoch(s): too few to see convergence"}
+    else:
+        record["health"] = {"status": NOT_RECORDED, "evidence": f"an older run: {epochs} epochs, no training curve "
+                            "recorded, so convergence cannot be checked; rerun the cell"}
     if record.get("status") == "diverged":
-        record["health"] = {"status": "diverged", "evidence": f"at step {record.get('diverged_at_step')}"}
+        record["health"] = {"status": DIVERGED, "evidence": f"at step {record.get('diverged_at_step')}"}
     if record.get("status") == "ok":
         record["metrics"] = {"accuracy": record["accuracy"]}
         if variant != "classic":
