@@ -111,3 +111,20 @@ def test_no_verdict_rests_on_an_unfit_cell():
     (claim,) = doc["claims"]
     assert claim["verdict"] == health.COLLAPSED and "p_holm" not in claim["gain"]
     np.testing.assert_allclose(claim["gain"]["mean"], 3.0)
+
+
+def test_older_cells_without_curves_give_no_verdict():
+    """A record of the schema before training curves: its convergence cannot be checked (one epoch is too few)."""
+    from sharens import legacy
+
+    table = get_table("table6_imdb")
+
+    def old(model, kind, epochs):
+        return {"model": model, "kind": kind, "status": "ok", "accuracy": 80.0, "config": {"epochs": epochs}}
+
+    assert legacy.upgrade(old("Deep LSTM", "baseline", 1), table)["health"]["status"] == health.UNDER_TRAINED
+    assert legacy.upgrade(old("Deep CNN+SE", "se", 4), table)["health"]["status"] == health.NOT_RECORDED
+    assert legacy.upgrade(old("Random Forest", "classic", None), table)["health"]["status"] == health.OK
+    upgraded = legacy.upgrade(old("Deep CNN+SE", "se", 4), table)
+    assert upgraded["pair"] == "Deep CNN" and upgraded["variant"] == "se"
+    assert legacy.upgrade(upgraded, table) == upgraded  # a rebuilt document upgrades to the same record
