@@ -118,7 +118,8 @@ def markdown(doc: dict, table: Table) -> str:
     lines += [f"- {q}: rows marked with it are the paper's quotes of that work, not its own runs." for q in quoted]
     inits = sorted({r["init"] for r in doc["rows"] if r.get("init")})
     if inits:
-        lines.append("- Layer initialisation of the networks: " + "; ".join(inits) + ".")
+        lines.append("- Layer initialisation of the networks: " + "; ".join(inits) + "; every head: nn.Linear's "
+                     "default (Kaiming-uniform, a = sqrt 5), as `sharens.ensemble.FusedHeads` draws it.")
     lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split())]
     if doc.get("health_rules"):
         lines += ["- Health rules: " + doc["health_rules"] + "."]
