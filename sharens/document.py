@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+import torch
 
 from sharens import health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
@@ -41,6 +42,21 @@ def _comparable(table: Table, dataset: str, records: list[dict]) -> bool:
     """Were these cells run on the paper's split sizes (not a partial copy, not a profile's slice)?"""
     split = table.paper_split.get(dataset)
     return split is None or all((r["n_train"], r["n_test"]) == tuple(split) for r in records)
+
+
+def _metric_mean(name: str, ok: list[dict], outcomes: Outcomes | None) -> float | None:
+    """Mean over seeds of a registered metric: as the cell recorded it, or (a metric registered after the cell
+    ran) computed now from the cell's stored float16 class probabilities."""
+    values = []
+    for record in ok:
+        value = (record.get("metrics") or {}).get(name)
+        arrays = outcomes.get(record) if value is None and outcomes else None
+        if arrays is not None and "probabilities" in arrays:
+            value = METRICS[name].compute(torch.from_numpy(arrays["probabilities"].astype(np.float32)),
+                                          torch.from_numpy(arrays["y"].astype(np.int64)))
+        if value is not None:
+            values.append(value)
+    return float(np.mean(values)) if values else None
 
 
 def _by_seed(records: list[dict]) -> dict[int, float]:
@@ -93,7 +109,7 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         "verdict": verdict if paper is not None and values else None,
         "status": _status(records),
         "health": unhealthy or {"status": health.OK},
-        "metrics": {name: _mean([r.get("metrics", {}) for r in ok], name) for name in METRICS},
+        "metrics": {name: _metric_mean(name, ok, outcomes) for name in METRICS},
         "votes": {name: _mean([r["votes"][name] for r in ok if name in r.get("votes", {})], "accuracy")
                   for name in VOTES} if row.variant not in ("classic",) else {},
         "train_seconds": _mean(records, "train_seconds"),

@@ -36,3 +36,28 @@ def register_metric(name: str, description: str):
 @register_metric("accuracy", "test accuracy (%): the top-scoring class is the label")
 def accuracy(scores: torch.Tensor, targets: torch.Tensor) -> float:
     return 100.0 * (scores.argmax(-1) == targets).float().mean().item()
+
+
+PROBABILITY_FLOOR = 1e-7  # scores are clamped here before a log: a hard vote's zero (or float16's) is not -inf
+ECE_BINS = 15
+
+
+@register_metric("nll", "negative log-likelihood of the label (nats; scores clamped at 1e-7)")
+def nll(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    p = scores.float().gather(1, targets.long()[:, None]).clamp_min(PROBABILITY_FLOOR)
+    return -p.log().mean().item()
+
+
+@register_metric("brier", "Brier score: mean squared distance of the scores from the one-hot label")
+def brier(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    onehot = torch.nn.functional.one_hot(targets.long(), scores.shape[1]).float()
+    return (scores.float() - onehot).pow(2).sum(1).mean().item()
+
+
+@register_metric("ece", f"expected calibration error (%, {ECE_BINS} equal-width bins of the top score)")
+def ece(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    confidence, predicted = scores.float().max(1)
+    correct = (predicted == targets).float()
+    bins = (confidence * ECE_BINS).long().clamp_max(ECE_BINS - 1)
+    gap = torch.zeros(ECE_BINS).index_add_(0, bins.cpu(), (confidence - correct).cpu())
+    return 100.0 * (gap.abs().sum() / len(targets)).item()

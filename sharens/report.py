@@ -15,6 +15,7 @@ from sharens import document, plots, stats
 from sharens.atomic import write_bytes, write_json
 from sharens.benchmark import Table
 from sharens.cells import Outcomes
+from sharens.metrics import METRICS
 from sharens.training import describe
 from sharens.voting import VOTES
 
@@ -89,7 +90,7 @@ def markdown(doc: dict, table: Table) -> str:
         lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "95% interval", "Δ", "Verdict",
                                           "Status", "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
     lines += _health_section(doc) + _sweep_section(doc) + _tap_section(doc) + _gradient_section(doc)
-    lines += _claims_section(doc) + _votes_section(doc)
+    lines += _claims_section(doc) + _votes_section(doc) + _metrics_section(doc)
     lines += ["## Settings", ""]
     for name, preset in sorted(doc["presets"].items()):
         lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
@@ -197,6 +198,20 @@ def _claims_section(doc: dict) -> list[str]:
             tabulate(body, headers=["Data set", "Pair", "Preset", "Paper gain", "Our gain [95% CI]", "p (Holm)",
                                     "Direction", "Magnitude", "SE / baseline train time", "SE − independent ens.",
                                     "Independent ens. / SE train time"], tablefmt="github"), ""]
+
+
+def _metrics_section(doc: dict) -> list[str]:
+    """Every registered metric beyond accuracy, of each row's own prediction (calibration and the like)."""
+    names = [name for name in METRICS if name != "accuracy"]
+    rows = [r for r in doc["rows"] if any((r.get("metrics") or {}).get(name) is not None for name in names)]
+    if not rows:
+        return []
+    body = [[r["dataset"], r["model"], r.get("preset") or "", _pct(r["accuracy"]["mean"])]
+            + ["" if r["metrics"].get(name) is None else f"{r['metrics'][name]:.3f}" for name in names] for r in rows]
+    return ["## Beyond accuracy: every registered metric of each row's prediction", "",
+            "Means over seeds. " + " ".join(f"`{name}`: {METRICS[name].description}." for name in names)
+            + " Computed by each cell when it ran, or now from its stored float16 class probabilities.", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "Accuracy"] + names, tablefmt="github"), ""]
 
 
 def _tap_section(doc: dict) -> list[str]:

@@ -196,3 +196,14 @@ def test_first_layer_gradient_norm_matches_autograd_and_leaves_no_grads():
     assert all(p.grad is None for p in model.parameters())
     model.loss(model(x), y).backward()
     assert norm == pytest.approx(net.layers[0][0].weight.grad.norm().item())
+
+
+def test_calibration_metrics_by_hand():
+    from sharens.metrics import METRICS
+
+    scores, y = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]), torch.tensor([0, 1, 1])
+    assert METRICS["nll"].compute(scores, y) == pytest.approx(-(math.log(0.9) + math.log(0.4) + math.log(0.8)) / 3)
+    assert METRICS["brier"].compute(scores, y) == pytest.approx((0.02 + 0.72 + 0.08) / 3)
+    # confidences 0.9 (right), 0.6 (wrong), 0.8 (right) fall in three bins: (0.1 + 0.6 + 0.2) / 3
+    assert METRICS["ece"].compute(scores, y) == pytest.approx(30.0)
+    assert METRICS["nll"].compute(torch.tensor([[1.0, 0.0]]), torch.tensor([1])) == pytest.approx(-math.log(1e-7))
