@@ -119,6 +119,7 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         "flops_per_sample": records[0].get("flops_per_sample"),
         "epochs_run": _mean([{"n": len(r.get("epoch_loss") or [])} for r in ok], "n") or None,
         "cells_with_outcomes": sum(1 for r in ok if r.get("outcomes")),
+        "disagreement": _diversity(ok, outcomes),
         **_extras(table, row, ok),
     }
 
@@ -144,6 +145,28 @@ def _extras(table: Table, row: Row, ok: list[dict]) -> dict:
         extras["sweep"] = {"family": pair.sweep[0], "depth": pair.sweep[1], "se": row.variant == "se",
                            "variant": row.variant}
     return extras
+
+
+def _disagreement(heads: np.ndarray, names: list[str]) -> dict[str, float | None]:
+    """Share of test rows (%) on which two voters predict different classes, averaged over pairs of voters:
+    all pairs, pairs on the same tap, pairs on different taps."""
+    taps = np.array([name.split("/")[0] for name in names])
+    i, j = np.triu_indices(heads.shape[1], k=1)
+    rates = 100.0 * (heads[:, i] != heads[:, j]).mean(0)
+    same = taps[i] == taps[j]
+    return {"all": float(rates.mean()) if len(rates) else None,
+            "within_tap": float(rates[same].mean()) if same.any() else None,
+            "across_taps": float(rates[~same].mean()) if (~same).any() else None}
+
+
+def _diversity(ok: list[dict], outcomes: Outcomes | None) -> dict | None:
+    """Mean over seeds of the voters' pairwise disagreement, from the stored per-row predictions of every head."""
+    found = [(r, outcomes.get(r)) for r in ok if outcomes and r.get("head_names")]
+    found = [_disagreement(a["heads"], r["head_names"]) for r, a in found if a is not None and "heads" in a]
+    if not found or found[0]["all"] is None:
+        return None
+    return {key: (float(np.mean([d[key] for d in found])) if found[0][key] is not None else None)
+            for key in found[0]}
 
 
 def _per_tap(record: dict) -> dict[str, float]:

@@ -90,7 +90,7 @@ def markdown(doc: dict, table: Table) -> str:
         lines += [tabulate(body, headers=["Model", "Preset", "Paper", "Ours", "95% interval", "Δ", "Verdict",
                                           "Status", "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
     lines += _health_section(doc) + _sweep_section(doc) + _tap_section(doc) + _gradient_section(doc)
-    lines += _claims_section(doc) + _votes_section(doc) + _metrics_section(doc)
+    lines += _claims_section(doc) + _votes_section(doc) + _diversity_section(doc) + _metrics_section(doc)
     lines += ["## Settings", ""]
     for name, preset in sorted(doc["presets"].items()):
         lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
@@ -198,6 +198,21 @@ def _claims_section(doc: dict) -> list[str]:
             tabulate(body, headers=["Data set", "Pair", "Preset", "Paper gain", "Our gain [95% CI]", "p (Holm)",
                                     "Direction", "Magnitude", "SE / baseline train time", "SE − independent ens.",
                                     "Independent ens. / SE train time"], tablefmt="github"), ""]
+
+
+def _diversity_section(doc: dict) -> list[str]:
+    """How often two voters disagree: within a tap, across taps, and between independent members."""
+    rows = [r for r in doc["rows"] if r.get("disagreement")]
+    if not rows:
+        return []
+    body = [[r["dataset"], r["model"], r.get("preset") or "", _pct(r["disagreement"]["all"]),
+             _pct(r["disagreement"]["within_tap"]), _pct(r["disagreement"]["across_taps"])] for r in rows]
+    return ["## Do the voters disagree?", "",
+            "Share of test rows (%) on which two voters predict different classes, averaged over pairs and seeds "
+            "(from the stored per-row predictions of every head). Heads on one tap share all their features; an "
+            "independent ensemble's members share nothing (they count as being on different taps).", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "All pairs", "Same tap", "Different taps"],
+                     tablefmt="github"), ""]
 
 
 def _metrics_section(doc: dict) -> list[str]:
