@@ -19,7 +19,7 @@ import torch
 from tabulate import tabulate
 
 from sharens import provenance
-from sharens.cells import write_json_atomic
+from sharens.atomic import write_bytes, write_json
 
 
 def _quartiles(values: list[float]) -> list[float]:
@@ -53,7 +53,7 @@ def main(raw_path: str, out: str = "results/bench") -> None:
     doc = {"device": name, "batch": extra["batch"], "steps_per_round": extra["steps"], "rounds": rounds, "rows": rows,
            "provenance": {**provenance.environment(), "machine": raw.get("machine_info", {}).get("cpu", {})}}
     Path(out).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(out) / f"{slug}.json", doc)
+    write_json(Path(out) / f"{slug}.json", doc)
 
     def ms(seconds: float) -> str:
         return f"{seconds / extra['steps'] * 1e3:.1f}"
@@ -64,13 +64,13 @@ def main(raw_path: str, out: str = "results/bench") -> None:
     table = tabulate(body, headers=["Model", "Baseline ms/step", "SE ms/step", "Minimal loop ms/step",
                                     "SE / baseline (goal <= 1.10x)", "Harness overhead (goal <= 5%)"],
                      tablefmt="github")
-    Path(out, f"{slug}.md").write_text(
+    write_bytes(Path(out, f"{slug}.md"), (
         f"# Train-step throughput on {name}\n\nBatch {extra['batch']}, {extra['steps']} steps per loop, "
         f"{rounds} paired rounds after a warm-up round (each round runs our loop on the baseline, our loop on "
         f"SE and a minimal hand-written loop on the baseline model back to back, in rotating order). Times "
         f"are medians over rounds; ratios are medians of the per-round ratios, with their quartiles in brackets. "
         f"One `nox -s bench` run at git {doc['provenance']['git_revision']}, "
-        f"torch {doc['provenance']['versions']['torch']}.\n\n{table}\n")
+        f"torch {doc['provenance']['versions']['torch']}.\n\n{table}\n").encode())
     print(table)
 
 

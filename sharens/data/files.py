@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pooch
 
+from sharens.atomic import write_bytes
+
 UCI_BASE = "https://archive.ics.uci.edu/ml/machine-learning-databases"
 SEMG_ZIP_URL = "https://archive.ics.uci.edu/static/public/313/semg+for+basic+hand+movements.zip"
 SEMG_ZIP_FOLDER = "Database 1"
@@ -129,7 +131,7 @@ def file_sha256(path: Path, cache: str | os.PathLike | None = None) -> str:
     found = _sha256(path)
     try:
         memo.parent.mkdir(exist_ok=True)
-        memo.write_text(found + "\n")
+        write_bytes(memo, (found + "\n").encode())  # whole or absent: a half-written hash would fail verify
     except OSError:
         pass  # a read-only cache only costs re-hashing next time
     return found
