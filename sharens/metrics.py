@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sharens.registry import registrar
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -21,16 +23,8 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {}
-
-
-def register_metric(name: str, description: str):
-    """Decorator: make `fn(scores, targets) -> float` the metric called `name`."""
-    def add(fn):
-        if name in METRICS:
-            raise ValueError(f"metric {name!r} is registered twice")
-        METRICS[name] = Metric(name, fn, description)
-        return fn
-    return add
+# decorator: @register_metric(name, description) makes `fn(scores, targets) -> float` the metric `name`
+register_metric = registrar(METRICS, "metric", Metric)
 
 
 @register_metric("accuracy", "test accuracy (%): the top-scoring class is the label")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sharens.registry import lookup, registrar
+
 
 @dataclass(frozen=True)
 class Ballot:
@@ -33,22 +35,12 @@ class Vote:
 
 
 VOTES: dict[str, Vote] = {}
-
-
-def register_vote(name: str, description: str):
-    """Decorator: make `fn(logits, ballot) -> scores or None` the vote called `name`."""
-    def add(fn):
-        if name in VOTES:
-            raise ValueError(f"vote {name!r} is registered twice")
-        VOTES[name] = Vote(name, fn, description)
-        return fn
-    return add
+# decorator: @register_vote(name, description) makes `fn(logits, ballot) -> scores or None` the vote `name`
+register_vote = registrar(VOTES, "vote", Vote)
 
 
 def get_vote(name: str) -> Vote:
-    if name not in VOTES:
-        raise ValueError(f"unknown vote {name!r}; registered: {', '.join(VOTES)}")
-    return VOTES[name]
+    return lookup(VOTES, "vote", name)
 
 
 def soft_vote(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
