@@ -54,7 +54,7 @@ def _metric_mean(name: str, ok: list[dict], outcomes: Outcomes | None) -> float 
         if arrays is not None and "probabilities" in arrays:
             value = METRICS[name].compute(torch.from_numpy(arrays["probabilities"].astype(np.float32)),
                                           torch.from_numpy(arrays["y"].astype(np.int64)))
-        if value is not None:
+        if value is not None and np.isfinite(value):
             values.append(value)
     return float(np.mean(values)) if values else None
 

@@ -10,6 +10,7 @@ need no retraining: the true label, the cell's predicted class, every head's
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
@@ -22,9 +23,10 @@ from sharens.voting import VOTES, Ballot, head_accuracies
 EVALUATION_SCHEMA = 3
 
 
-def measure(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """{metric: value} of one set of class scores."""
-    return {name: metric.compute(scores, targets) for name, metric in METRICS.items()}
+def measure(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float | None]:
+    """{metric: value} of one set of class scores; None where a metric is not finite (NaN scores, say)."""
+    values = {name: metric.compute(scores, targets) for name, metric in METRICS.items()}
+    return {name: value if math.isfinite(value) else None for name, value in values.items()}
 
 
 def evaluate_network(logits: torch.Tensor, targets: torch.Tensor, vote: str,

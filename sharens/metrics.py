@@ -50,7 +50,7 @@ def brier(scores: torch.Tensor, targets: torch.Tensor) -> float:
 
 @register_metric("ece", f"expected calibration error (%, {ECE_BINS} equal-width bins of the top score)")
 def ece(scores: torch.Tensor, targets: torch.Tensor) -> float:
-    confidence, predicted = scores.float().max(1)
+    confidence, predicted = scores.float().nan_to_num(0.0).max(1)  # a net that output NaN is confident of nothing
     correct = (predicted == targets).float()
     bins = (confidence * ECE_BINS).long().clamp_max(ECE_BINS - 1)
     gap = torch.zeros(ECE_BINS).index_add_(0, bins.cpu(), (confidence - correct).cpu())

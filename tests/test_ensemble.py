@@ -207,3 +207,11 @@ def test_calibration_metrics_by_hand():
     # confidences 0.9 (right), 0.6 (wrong), 0.8 (right) fall in three bins: (0.1 + 0.6 + 0.2) / 3
     assert METRICS["ece"].compute(scores, y) == pytest.approx(30.0)
     assert METRICS["nll"].compute(torch.tensor([[1.0, 0.0]]), torch.tensor([1])) == pytest.approx(-math.log(1e-7))
+
+
+def test_metrics_of_a_net_that_output_nan_are_none_not_a_crash():
+    from sharens.evaluation import measure
+
+    scores = torch.tensor([[float("nan"), float("nan")], [0.3, 0.7]])
+    values = measure(scores, torch.tensor([0, 1]))
+    assert values["nll"] is None and values["ece"] is not None and values["accuracy"] is not None
