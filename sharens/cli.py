@@ -45,10 +45,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             run = run_table(table, args.profile, out=args.out, seeds=args.seeds, presets=args.preset,
                             device=device, data_root=args.data_root, force=args.force, jobs=args.jobs,
-                            compile=args.compile)
+                            compile=args.compile, execute=not args.dry_run)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
+            continue
+        if args.dry_run:
+            print(f"{table.id} at {args.profile}: {len(run.records) + len(run.errors)} cells planned, "
+                  f"{len(run.records)} stored, {len(run.errors)} to run")
             continue
         for error in run.errors:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
@@ -60,12 +64,29 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Rebuild `<table>.{md,json,png}` from the cell records a finished run stored (no training)."""
+    """Rebuild `<table>.{md,json,png}` from the cell records a run stored (no training): from a table document,
+    or with --profile from the cell store of the current plan (a run still in progress, or one cut short)."""
     import json
 
     from benchmarks import UnknownTable, get_table
     from sharens import report
     from sharens.cells import Outcomes
+
+    if args.profile:
+        from sharens.runner import run_table
+
+        try:
+            table = get_table(args.table)
+            run = run_table(table, args.profile, out=args.out, data_root=args.data_root, execute=False)
+        except (UnknownTable, DataError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if not run.records:
+            print(f"error: no stored cells of {table.id} at {args.profile} under {args.out}/cells", file=sys.stderr)
+            return 1
+        md, js = report.write(table, args.profile, run.records, args.out, run.outcomes)
+        print(f"{table.id}: {len(run.records)} stored cells ({len(run.errors)} not run yet) -> {md}, {js}")
+        return 0
 
     source = args.source or args.out / f"{args.table}.json"
     try:
@@ -145,11 +166,16 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU worker processes, one thread and one cell at a time each (default 1)")
     r.add_argument("--compile", action="store_true",
                    help="torch.compile every model (worth it on a GPU for long runs; recorded in each cell)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print how many cells each table plans, has stored and has still to run; run nothing")
     r.set_defaults(func=cmd_reproduce)
 
     rep = sub.add_parser("report", help="rebuild a table's report from its stored cell records (no training)")
     rep.add_argument("--table", required=True, metavar="ID")
     rep.add_argument("--source", type=Path, default=None, help="stored results (default: <out>/<table>.json)")
+    rep.add_argument("--profile", choices=PROFILES, default=None,
+                     help="build from the cell store of this profile's current plan instead of a table document")
+    rep.add_argument("--data-root", type=Path, default=None, help="data root (with --profile: keys the cells)")
     rep.add_argument("--out", type=Path, default=Path("results"))
     rep.set_defaults(func=cmd_report)
 

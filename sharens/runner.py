@@ -38,6 +38,7 @@ def run_table(
     datasets: list[str] | None = None,
     jobs: int = 1,
     compile: bool = False,
+    execute: bool = True,
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
@@ -45,7 +46,8 @@ def run_table(
     unless `force`; a cell that raises is reported in `errors` and the run goes on. `jobs` > 1 runs cells in
     that many worker processes (CPU only); every cell fixes its own seed and thread count, so the numbers do
     not depend on the schedule. On CUDA cells train with bf16 autocast and channels_last, and `compile` adds
-    torch.compile (see `training.Speed`); each cell's spec records these.
+    torch.compile (see `training.Speed`); each cell's spec records these. With `execute` False nothing runs:
+    the result holds the stored cells of the plan, and `errors` names the cells still to run.
     """
     profile = table.profile(profile_name)
     presets = list(presets or table.presets)
@@ -67,6 +69,11 @@ def run_table(
             todo.append((spec, key))
         else:
             records[key] = record
+    if not execute:
+        finished = [records[key] for _, key in keyed if key in records]
+        pending = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
+                   for s, _ in todo]
+        return TableRun(finished, pending, Outcomes.from_store(store, finished))
     for name in dict.fromkeys(spec.dataset for spec, _ in todo):
         load_dataset(name, data_root)  # a file that verifies but does not parse fails here; fills the cache
     errors = []

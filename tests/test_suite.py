@@ -315,3 +315,20 @@ def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_pa
     markdown = report.markdown(document.build(get_table("table5_semg"), "smoke", cells), get_table("table5_semg"))
     assert "**Mixed revisions:** the cells behind this table ran at 2 git revisions" in markdown
     assert "**Older cells:** 1 finished cells" in markdown
+
+
+def test_dry_run_and_a_report_from_the_cell_store(smoke_out, data_root, tmp_path, capsys):
+    """--dry-run counts the plan's stored and pending cells without running any; `report --profile` builds the
+    report from the stored cells of the current plan (a run cut short, or one still going)."""
+    args = ["--table", "table5_semg", "--profile", "smoke", "--data-root", str(data_root)]
+    assert main(["reproduce", *args, "--out", str(smoke_out), "--dry-run"]) == 0
+    assert "table5_semg at smoke: 34 cells planned, 34 stored, 0 to run" in capsys.readouterr().out
+    assert main(["reproduce", *args, "--out", str(tmp_path), "--dry-run"]) == 0
+    assert "34 cells planned, 0 stored, 34 to run" in capsys.readouterr().out
+    assert not (tmp_path / "cells").exists() and not (tmp_path / "table5_semg.json").exists()
+    before = json.loads((smoke_out / "table5_semg.json").read_text())["rows"]
+    (smoke_out / "table5_semg.json").unlink()
+    assert main(["report", *args, "--out", str(smoke_out)]) == 0
+    assert json.loads((smoke_out / "table5_semg.json").read_text())["rows"] == before
+    assert main(["report", *args, "--out", str(tmp_path)]) == 1
+    assert "no stored cells" in capsys.readouterr().err
