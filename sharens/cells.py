@@ -70,6 +70,26 @@ class CellStore:
         write_json(path, record)
         return record
 
+    def adopt(self, document: Path, wanted: dict[str, CellSpec]) -> int:
+        """Copy into the store the cells of a committed table document (and its packed outcomes) whose key is
+        `wanted` and not stored yet, so a fresh clone resumes from committed results. Returns how many."""
+        try:
+            doc = json.loads(Path(document).read_text())
+        except (OSError, ValueError):
+            return 0
+        packed = Outcomes.from_pack(Path(document).with_name(f"{doc.get('table')}.outcomes.npz"))
+        adopted = 0
+        for record in doc.get("cells", []):
+            spec = wanted.get(record.get("key"))
+            if spec is None or self.load(spec, record["key"]) is not None:
+                continue
+            outcomes = packed.get(record) if "outcomes" in record else {}
+            if outcomes is None:  # its outcomes were not committed: the cell is recomputed
+                continue
+            self.save(spec, record["key"], record, outcomes)
+            adopted += 1
+        return adopted
+
     def outcomes(self, record: dict) -> dict[str, np.ndarray] | None:
         matches = list(self.folder.glob(f"*__{record.get('key')}.npz")) if record.get("key") else []
         return _load_npz(matches[0]) if matches else None

@@ -61,6 +61,8 @@ def run_table(
     identities = {name: identify(name, data_root) for name in dict.fromkeys(s.dataset for s in specs)}
     store = CellStore(out, table.id, profile.name)
     keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
+    if not force:  # cells committed with a report (a fresh clone, a GPU lease's return) count as stored
+        store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
     records: dict[str, dict] = {}
     todo = []
     for spec, key in keyed:

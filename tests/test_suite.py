@@ -332,3 +332,20 @@ def test_dry_run_and_a_report_from_the_cell_store(smoke_out, data_root, tmp_path
     assert json.loads((smoke_out / "table5_semg.json").read_text())["rows"] == before
     assert main(["report", *args, "--out", str(tmp_path)]) == 1
     assert "no stored cells" in capsys.readouterr().err
+
+
+def test_a_fresh_clone_resumes_from_committed_results(smoke_out, data_root, tmp_path):
+    """The committed `<table>.json` and `<table>.outcomes.npz` are enough to resume: their cells count as stored
+    (checked against their outcomes' checksums); without the pack they are recomputed."""
+    import shutil
+
+    table = get_table("table5_semg")
+    for name in ("table5_semg.json", "table5_semg.outcomes.npz"):
+        shutil.copy(smoke_out / name, tmp_path / name)
+    run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
+    assert len(run.records) == 34 and not run.errors
+    assert all(run.outcomes.get(r) is not None for r in run.records if r["status"] == "ok")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(smoke_out / "table5_semg.json", bare / "table5_semg.json")
+    assert len(run_table(table, "smoke", out=bare, data_root=data_root, execute=False).errors) == 34
