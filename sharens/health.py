@@ -2,11 +2,14 @@
 
 The rules, stated in every report (`RULES`):
 - `diverged`: the loss turned NaN/inf or exploded (the training loop stops it).
-- `collapsed`: at the end of training the vote's training accuracy is within
+- `collapsed`: at the end of training (with a held-out stopping rule: at the
+  epoch whose weights were kept) the vote's training accuracy is within
   `COLLAPSE_MARGIN` points of the majority-class rate, or the loss per unit of
   head weight is within `COLLAPSE_ENTROPY_GAP` of the class prior's entropy
   (what a network that learned nothing but the class frequencies scores).
-- `under-trained`: fewer than `MIN_EPOCHS` epochs (too few to see convergence);
+- `under-trained`: fewer than `MIN_EPOCHS` epochs (too few to see convergence;
+  with a held-out stopping rule, the kept epoch counts, so a rule that keeps
+  epoch 1 or 2 leaves the cell under-trained);
   with a held-out stopping rule, one that ran out of epochs while its held-out
   loss was still at its best (the best epoch is the last); with fixed epochs,
   the training loss still falling by more than `STILL_FALLING` of its final
@@ -35,12 +38,13 @@ FIT_ACCURACY = 99.0
 RULES = (
     f"cell health, from training data only: `diverged` (NaN or exploding loss); `collapsed` (final training "
     f"accuracy within {COLLAPSE_MARGIN:g} point of the majority-class rate, or final loss per head within "
-    f"{COLLAPSE_ENTROPY_GAP:.0%} of the class prior's entropy); `under-trained` (fewer than {MIN_EPOCHS} epochs; "
-    "with a held-out stopping rule, its epoch cap reached with the held-out loss still at its best; with fixed "
-    f"epochs, the training loss still falling by more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the "
-    f"epochs while training accuracy is below {FIT_ACCURACY:g}%); a row or claim resting on such a cell gets that "
-    "status, not a verdict (as does a network cell of an older run without a training curve: `health not "
-    "recorded`)"
+    f"{COLLAPSE_ENTROPY_GAP:.0%} of the class prior's entropy); `under-trained` (fewer than {MIN_EPOCHS} epochs, "
+    "counting to the kept epoch where a held-out rule chose it; with a held-out stopping rule, its epoch cap "
+    "reached with the held-out loss still at its best; with fixed epochs, the training loss still falling by "
+    f"more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the epochs while training accuracy is below "
+    f"{FIT_ACCURACY:g}%); a row or claim resting on such a cell gets that status, not a verdict (as does a "
+    "network cell of an older run without a training curve: `health not recorded`); with a held-out rule, "
+    "health is judged at the kept epoch"
 )
 
 
@@ -72,15 +76,19 @@ def judge(record: dict) -> dict:
     losses, accuracies = record.get("epoch_loss"), record.get("epoch_train_accuracy")
     if not losses:
         return {"status": OK, "evidence": "no training curve recorded"}
+    kept = record.get("best_epoch") if record.get("patience") else None  # the epoch whose weights were kept
+    if kept:
+        losses, accuracies = losses[:kept], accuracies[:kept]
     final_loss, final_accuracy = losses[-1], accuracies[-1]
     majority, entropy = record["majority_rate"], record["prior_entropy"]
     if final_accuracy <= majority + COLLAPSE_MARGIN or abs(final_loss - entropy) <= COLLAPSE_ENTROPY_GAP * entropy:
         return {"status": COLLAPSED, "evidence": f"final training accuracy {final_accuracy:.1f}% (majority class "
                 f"{majority:.1f}%), loss per head {final_loss:.3f} (prior entropy {entropy:.3f})"}
     if len(losses) < MIN_EPOCHS:
-        return {"status": UNDER_TRAINED, "evidence": f"{len(losses)} epoch(s): too few to see convergence"}
+        why = f"the held-out rule kept epoch {kept}" if kept else f"{len(losses)} epoch(s)"
+        return {"status": UNDER_TRAINED, "evidence": f"{why}: too few to see convergence"}
     if record.get("patience"):  # a held-out stopping rule chose the epochs: judge it, not the training loss
-        if record.get("stopped") == "epochs" and record.get("best_epoch") == len(losses):
+        if record.get("stopped") == "epochs" and kept == len(record["epoch_loss"]):
             return {"status": UNDER_TRAINED, "evidence": f"held-out loss still improving at the epoch cap "
                     f"({len(losses)} epochs)"}
     else:

@@ -128,3 +128,12 @@ def test_older_cells_without_curves_give_no_verdict():
     upgraded = legacy.upgrade(old("Deep CNN+SE", "se", 4), table)
     assert upgraded["pair"] == "Deep CNN" and upgraded["variant"] == "se"
     assert legacy.upgrade(upgraded, table) == upgraded  # a rebuilt document upgrades to the same record
+
+
+def test_a_held_out_rule_that_keeps_an_early_epoch_leaves_the_cell_under_trained():
+    """Judged at the epoch whose weights were kept: a rule that keeps epoch 1 of 11 gives no converged model."""
+    curve = [0.9, 0.6, 0.5, 0.45, 0.42, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35]
+    early = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=1, stopped="converged"))
+    assert early["status"] == health.UNDER_TRAINED and "kept epoch 1" in early["evidence"]
+    later = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=5, stopped="converged"))
+    assert later["status"] == health.OK
