@@ -90,9 +90,9 @@ class CellStore:
             adopted += 1
         return adopted
 
-    def outcomes(self, record: dict) -> dict[str, np.ndarray] | None:
-        matches = list(self.folder.glob(f"*__{record.get('key')}.npz")) if record.get("key") else []
-        return _load_npz(matches[0]) if matches else None
+    def outcome_files(self) -> dict[str, Path]:
+        """{cell key: its outcomes file}, from one listing of the store (file names end in `__<key>.npz`)."""
+        return {path.stem.rsplit("__", 1)[-1]: path for path in self.folder.glob("*.npz")}
 
 
 class Outcomes:
@@ -107,8 +107,8 @@ class Outcomes:
 
     @classmethod
     def from_store(cls, store: CellStore, records: list[dict]) -> Outcomes:
-        found = {r["key"]: store.outcomes(r) for r in records if r.get("outcomes")}
-        return cls({k: v for k, v in found.items() if v is not None})
+        files = store.outcome_files()
+        return cls({r["key"]: _load_npz(files[r["key"]]) for r in records if r.get("outcomes") and r["key"] in files})
 
     @classmethod
     def from_pack(cls, path: Path) -> Outcomes:
