@@ -45,7 +45,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         try:
             run = run_table(table, args.profile, out=args.out, seeds=args.seeds, presets=args.preset,
                             device=device, data_root=args.data_root, force=args.force, jobs=args.jobs,
-                            compile=args.compile, execute=not args.dry_run)
+                            compile=args.compile, execute=not args.dry_run, rows=args.rows)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -166,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU worker processes, one thread and one cell at a time each (default 1)")
     r.add_argument("--compile", action="store_true",
                    help="torch.compile every model (worth it on a GPU for long runs; recorded in each cell)")
+    r.add_argument("--rows", action="append", metavar="LABEL", default=None,
+                   help="run only the rows with this label (repeatable, e.g. 'Deep CNN+SE'); the report keeps "
+                        "every stored cell")
     r.add_argument("--dry-run", action="store_true",
                    help="print how many cells each table plans, has stored and has still to run; run nothing")
     r.set_defaults(func=cmd_reproduce)

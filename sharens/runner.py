@@ -39,6 +39,7 @@ def run_table(
     jobs: int = 1,
     compile: bool = False,
     execute: bool = True,
+    rows: list[str] | None = None,
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
@@ -47,7 +48,8 @@ def run_table(
     that many worker processes (CPU only); every cell fixes its own seed and thread count, so the numbers do
     not depend on the schedule. On CUDA cells train with bf16 autocast and channels_last, and `compile` adds
     torch.compile (see `training.Speed`); each cell's spec records these. With `execute` False nothing runs:
-    the result holds the stored cells of the plan, and `errors` names the cells still to run.
+    the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows` (labels)
+    restricts what runs, not what is reported: every stored cell of the plan stays in the result.
     """
     profile = table.profile(profile_name)
     presets = list(presets or table.presets)
@@ -57,6 +59,11 @@ def run_table(
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     specs = plan(table, profile, seeds or profile.seeds, presets, list(datasets or table.datasets),
                  Speed.for_device(device, compile))
+    if rows:
+        labels = {spec.row.label for spec in specs}
+        if set(rows) - labels:
+            raise ValueError(f"no row {sorted(set(rows) - labels)} in {table.id} at {profile.name}; "
+                             f"rows: {', '.join(sorted(labels))}")
     # verifies every file (and fails here, once, before any work) and keys each cell on the data it reads
     identities = {name: identify(name, data_root) for name in dict.fromkeys(s.dataset for s in specs)}
     store = CellStore(out, table.id, profile.name)
@@ -68,7 +75,8 @@ def run_table(
     for spec, key in keyed:
         record = None if force else store.load(spec, key)
         if record is None:
-            todo.append((spec, key))
+            if not rows or spec.row.label in rows:
+                todo.append((spec, key))
         else:
             records[key] = record
     if not execute:
