@@ -37,8 +37,13 @@ TABLE = Table(
     tolerance=2.0,
     paper_split={"semg": (1440, 360)},
     batch_size=64,
+    # A held-out tenth (144 rows) cannot choose the epochs here: under that rule (commit 593931f) the held-out
+    # loss was lowest after epoch 1 or 2 (20 steps each; training accuracy 20-55%) in 18 of the 20 tuned
+    # DNN, DNN+SE, LSTM and LSTM+SE cells, so the rule measured itself. The networks train to convergence on
+    # train instead, as the paper's fixed budget would.
     profiles=standard_profiles(full_epochs=100, full_patience=10, quick_epochs=10, smoke_train=256,
-                               smoke_test=120),
+                               smoke_test=120, full_stop_on="train_loss",
+                               full_stop_why="a held-out slice of 144 rows is too small to choose epochs on"),
     notes=(
         "Rows are the 1,800 single-channel trials (5 subjects x 6 gestures x 30 trials x 2 "
         "channels), as in the gcForest protocol; the label is the gesture.",

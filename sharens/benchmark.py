@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from sharens.training import Preset, get_preset
+from sharens.training import FIT_ACCURACY, MIN_IMPROVEMENT, STOP_RULES, Preset, get_preset
 
 SE_SUFFIX = "+SE"
 BUDGET_HOLDOUT = 0.1  # share of train a budget rule holds out to choose the epochs on
@@ -124,9 +124,11 @@ class Profile:
     pair_epochs: Mapping[str, int] = field(default_factory=dict)
     pairs: tuple[str, ...] | None = None
     # the budget rule: with `patience`, networks hold out a seeded `holdout` share of train, stop once its loss
-    # has not improved for `patience` epochs (epochs are then a cap) and keep their best epoch's weights
+    # has not improved for `patience` epochs (epochs are then a cap) and keep their best epoch's weights; with
+    # `stop_on="train_loss"` they train on all of train until converged on it (see training.train)
     patience: int | None = None
     holdout: float = 0.0
+    stop_on: str = "heldout_loss"
 
     def runs(self, pair: str) -> bool:
         return self.pairs is None or pair in self.pairs
@@ -229,10 +231,16 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
                       smoke_pairs: tuple[str, ...] | None = None,
                       quick_pairs: tuple[str, ...] | None = None,
                       full_epochs_why: str = "the paper gives no epoch count",
-                      full_patience: int | None = None) -> dict[str, Profile]:
+                      full_patience: int | None = None, full_stop_on: str = "heldout_loss",
+                      full_stop_why: str = "") -> dict[str, Profile]:
     """The three profiles every table offers; a table chooses its epochs (per data set or pair),
     may make `quick` use fixed random (train, test) subsets of a large data set and fewer seeds,
-    and may restrict `smoke` and `quick` to some of its pairs."""
+    and may restrict `smoke` and `quick` to some of its pairs. `full_patience` sets `full`'s budget
+    rule: epochs chosen on a held-out slice of train, or (`full_stop_on="train_loss"`, saying
+    `full_stop_why`) training until converged on train itself."""
+    if full_stop_on not in STOP_RULES:
+        raise ValueError(f"full_stop_on must be one of {STOP_RULES}")
+    heldout_rule = full_patience is not None and full_stop_on == "heldout_loss"
     def per_pair(epochs):
         return f", except {dict(epochs)}" if epochs else ""
 
@@ -259,14 +267,21 @@ def standard_profiles(*, full_epochs: int | Mapping[str, int], quick_epochs: int
         ),
         "full": Profile(
             "full", epochs=full_epochs, seeds=5, ensemble_size=5, forest_trees=500,
-            pair_epochs=full_pair_epochs or {}, patience=full_patience,
-            holdout=BUDGET_HOLDOUT if full_patience else 0.0,
+            pair_epochs=full_pair_epochs or {}, patience=full_patience, stop_on=full_stop_on,
+            holdout=BUDGET_HOLDOUT if heldout_rule else 0.0,
             description="the paper's data and splits, "
-                        + (f"networks train on {1 - BUDGET_HOLDOUT:.0%} of train and stop once the loss on the "
-                           f"held-out {BUDGET_HOLDOUT:.0%} has not improved for {full_patience} epochs (keeping "
-                           f"the best epoch's weights), at most {full_epochs}{per_pair(full_pair_epochs)} epochs"
-                           if full_patience else f"epochs {full_epochs}{per_pair(full_pair_epochs)} "
-                           f"({full_epochs_why})")
+                        + (_budget_rule(full_patience, full_stop_on, full_stop_why)
+                           + f", at most {full_epochs}{per_pair(full_pair_epochs)} epochs" if full_patience
+                           else f"epochs {full_epochs}{per_pair(full_pair_epochs)} ({full_epochs_why})")
                         + ", 5 seeds, forests of 500 trees",
         ),
     }
+
+
+def _budget_rule(patience: int, stop_on: str, why: str) -> str:
+    if stop_on == "heldout_loss":
+        return (f"networks train on {1 - BUDGET_HOLDOUT:.0%} of train and stop once the loss on the held-out "
+                f"{BUDGET_HOLDOUT:.0%} has not improved for {patience} epochs (keeping the best epoch's weights)")
+    return (f"networks train on all of train until converged on it: they stop once the vote gets "
+            f"{FIT_ACCURACY:g}% of the training rows right or the training loss has not fallen by "
+            f"{MIN_IMPROVEMENT:.0%} for {patience} epochs" + (f" ({why})" if why else ""))

@@ -25,7 +25,7 @@ from sharens.plan import CellSpec
 
 
 def cell_key(spec: CellSpec, data_identity: dict) -> str:
-    blob = json.dumps({"spec": spec.as_dict(), "data": data_identity, "evaluation_schema": EVALUATION_SCHEMA},
+    blob = json.dumps({"spec": spec.key_dict(), "data": data_identity, "evaluation_schema": EVALUATION_SCHEMA},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -167,7 +167,7 @@ def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch
         else None
     result = train(model, x, y, preset=Preset(**net.optimizer), epochs=net.epochs, batch_size=net.batch_size,
                    seed=seed, desc=desc, augment=get_augmentation(net.augment), speed=speed,
-                   heldout=heldout, patience=net.patience)
+                   heldout=heldout, patience=net.patience, stop_on=net.stop_on)
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = gradient_norm()
     start = time.perf_counter()
@@ -211,6 +211,7 @@ def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
         "final_loss": _finite(runs[0].result.final_loss),
         "init": model.backbone.init,
         "majority_rate": majority, "prior_entropy": entropy, "patience": net.patience,
+        "stop_on": net.stop_on,
         "n_fit": len(y), "n_holdout": len(heldout[1]) if heldout else 0,
         **_curves(runs[0].result),
     }

@@ -11,8 +11,8 @@ The rules, stated in every report (`RULES`):
   with a held-out stopping rule, the kept epoch counts, so a rule that keeps
   epoch 1 or 2 leaves the cell under-trained);
   with a held-out stopping rule, one that ran out of epochs while its held-out
-  loss was still at its best (the best epoch is the last); with fixed epochs,
-  the training loss still falling by more than `STILL_FALLING` of its final
+  loss was still at its best (the best epoch is the last); with fixed epochs
+  or the training-loss stopping rule, the training loss still falling by more than `STILL_FALLING` of its final
   value over the last `TAIL` of the epochs while training accuracy is below
   `FIT_ACCURACY` (a net that fits its training set is done, whatever its loss does).
 Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict, and so does one
@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from sharens.training import FIT_ACCURACY
+
 OK, DIVERGED, COLLAPSED, UNDER_TRAINED = "ok", "diverged", "collapsed", "under-trained"
 NOT_RECORDED = "health not recorded"  # a network cell of an older run, which kept no training curve
 COLLAPSE_MARGIN = 1.0  # points of training accuracy above the majority-class rate
@@ -33,14 +35,14 @@ COLLAPSE_ENTROPY_GAP = 0.02  # a loss this close to the prior's entropy carries 
 MIN_EPOCHS = 3
 TAIL = 0.2
 STILL_FALLING = 0.10
-FIT_ACCURACY = 99.0
 
 RULES = (
     f"cell health, from training data only: `diverged` (NaN or exploding loss); `collapsed` (final training "
     f"accuracy within {COLLAPSE_MARGIN:g} point of the majority-class rate, or final loss per head within "
     f"{COLLAPSE_ENTROPY_GAP:.0%} of the class prior's entropy); `under-trained` (fewer than {MIN_EPOCHS} epochs, "
     "counting to the kept epoch where a held-out rule chose it; with a held-out stopping rule, its epoch cap "
-    "reached with the held-out loss still at its best; with fixed epochs, the training loss still falling by "
+    "reached with the held-out loss still at its best; with fixed epochs or the training-loss rule, the training "
+    "loss still falling by "
     f"more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the epochs while training accuracy is below "
     f"{FIT_ACCURACY:g}%); a row or claim resting on such a cell gets that status, not a verdict (as does a "
     "network cell of an older run without a training curve: `health not recorded`); with a held-out rule, "
@@ -76,7 +78,8 @@ def judge(record: dict) -> dict:
     losses, accuracies = record.get("epoch_loss"), record.get("epoch_train_accuracy")
     if not losses:
         return {"status": OK, "evidence": "no training curve recorded"}
-    kept = record.get("best_epoch") if record.get("patience") else None  # the epoch whose weights were kept
+    heldout_rule = bool(record.get("patience")) and record.get("stop_on", "heldout_loss") == "heldout_loss"
+    kept = record.get("best_epoch") if heldout_rule else None  # the epoch whose weights were kept
     if kept:
         losses, accuracies = losses[:kept], accuracies[:kept]
     final_loss, final_accuracy = losses[-1], accuracies[-1]
@@ -87,7 +90,7 @@ def judge(record: dict) -> dict:
     if len(losses) < MIN_EPOCHS:
         why = f"the held-out rule kept epoch {kept}" if kept else f"{len(losses)} epoch(s)"
         return {"status": UNDER_TRAINED, "evidence": f"{why}: too few to see convergence"}
-    if record.get("patience"):  # a held-out stopping rule chose the epochs: judge it, not the training loss
+    if heldout_rule:  # a held-out stopping rule chose the epochs: judge it, not the training loss
         if record.get("stopped") == "epochs" and kept == len(record["epoch_loss"]):
             return {"status": UNDER_TRAINED, "evidence": f"held-out loss still improving at the epoch cap "
                     f"({len(losses)} epochs)"}

@@ -18,6 +18,8 @@ from sharens.training import Speed
 # intra-op threads of every cell, whatever the schedule: torch's CPU kernels split their sums by thread
 # count, so the count is part of what determines a number (sequential and --jobs N runs agree only if fixed)
 CELL_THREADS = 1
+# NetworkSpec fields added after cells were stored, and their defaults: hashed into a key only when changed
+KEYED_ONLY_OFF_DEFAULT = {"stop_on": "heldout_loss"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class NetworkSpec:
     members: int = 1  # K > 1: an independent ensemble of K plain networks, seeds seed + 1000 k
     vote: str = "soft"  # the registered vote (sharens.voting) that gives the cell's accuracy
     holdout: float = 0.0  # seeded share of train never trained on: the stopping rule's and the vote weights' rows
-    patience: int | None = None  # stop when the held-out loss has not improved for this many epochs
+    patience: int | None = None  # stop when the monitored loss has not improved for this many epochs
+    stop_on: str = "heldout_loss"  # the loss `patience` watches: a training.STOP_RULES name
     augment: str | None = None  # a key of sharens.augment.AUGMENTATIONS
     probe_gradients: bool = False  # measure the first layer's gradient norm at init and after training
     speed: dict = field(default_factory=dict)  # training.Speed fields that are on
@@ -66,6 +69,16 @@ class CellSpec:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def key_dict(self) -> dict:
+        """What the cell's key hashes: `as_dict` less fields added after cells were stored, when at their
+        default (so adding such a field leaves every stored cell's key as it was)."""
+        spec = self.as_dict()
+        if spec["network"]:
+            for name, default in KEYED_ONLY_OFF_DEFAULT.items():
+                if spec["network"][name] == default:
+                    del spec["network"][name]
+        return spec
 
 
 def plan(table: Table, profile: Profile, seeds: int, presets: list[str], datasets: list[str],
@@ -102,6 +115,6 @@ def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str
         members=min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1,
         vote={"se_weighted": "accuracy_weighted", "dsn": "last_head"}.get(row.variant, "soft"),
         holdout=max(profile.holdout, pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0),
-        patience=profile.patience,
+        patience=profile.patience, stop_on=profile.stop_on,
         augment=table.augment, probe_gradients=table.probe_gradients, speed=speed.config(),
     )

@@ -24,6 +24,11 @@ from sharens.ensemble import SharingEnsemble
 # a cross-entropy this large, per unit of head weight, means training has blown up. Per head, because an SE
 # loss sums 20-50 heads: an absolute bound on the sum once stopped SE runs that went on to learn.
 EXPLODED_LOSS = 1e4
+# the stopping rules of `train`: on the held-out rows' loss (choose epochs on unseen rows), or on the training
+# loss (train until converged on its own rows: the vote fits the training set, or the loss stops falling)
+STOP_RULES = ("heldout_loss", "train_loss")
+FIT_ACCURACY = 99.0  # % of training rows the vote gets right: the net fits its training set, epochs teach no more
+MIN_IMPROVEMENT = 0.01  # share of its best the training loss must fall by to count as still improving
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,9 @@ class TrainResult:
     epoch_train_accuracy: list[float] = field(default_factory=list)
     heldout_loss: list[float] = field(default_factory=list)  # per epoch, on the held-out rows, if any
     best_epoch: int | None = None  # 1-based epoch whose weights the model keeps, when stopping on held-out loss
-    stopped: str = "epochs"  # "epochs" (ran them all), "converged" (held-out loss stopped improving), "diverged"
+    # "epochs" (ran them all), "converged" (the monitored loss stopped improving), "fitted" (the training set is
+    # fitted, under the training-loss rule), "diverged"
+    stopped: str = "epochs"
 
     @property
     def samples_per_s(self) -> float:
@@ -179,6 +186,7 @@ def train(
     speed: Speed = FP32,
     heldout: tuple[torch.Tensor, torch.Tensor] | None = None,
     patience: int | None = None,
+    stop_on: str = "heldout_loss",
 ) -> TrainResult:
     """Train `model` in place on (x, y), which already live on the model's device.
 
@@ -192,7 +200,14 @@ def train(
     `patience` too, training stops once it has not improved for `patience`
     epochs (`epochs` is then the cap), and the model keeps its weights of the
     best epoch: epochs are chosen on rows it never trains on, never on test.
+    With `stop_on="train_loss"` and `patience`, training instead runs until it
+    converges on its own rows: it stops once the vote fits the training set
+    (`FIT_ACCURACY`) or the training loss has not fallen by `MIN_IMPROVEMENT`
+    of its best for `patience` epochs, and keeps its final weights (for data
+    sets whose held-out slice is too small to choose epochs on).
     """
+    if stop_on not in STOP_RULES:
+        raise ValueError(f"stop_on must be one of {STOP_RULES}, not {stop_on!r}")
     device = x.device
     batch_size = min(batch_size, len(x))
     steps_per_epoch = len(x) // batch_size  # the ragged last batch is dropped (batch norm)
@@ -204,7 +219,7 @@ def train(
     total_head_weight = float(model.head_weights.sum())
     forward = speed.prepare(model)
     result = TrainResult(0.0, 0, 0, math.nan)
-    best_state, best_loss = None, math.inf
+    best_state, best_loss, best_at = None, math.inf, 0
 
     model.train()
     _sync(device)
@@ -237,6 +252,16 @@ def train(
         result.epoch_train_accuracy.append(100.0 * hits.mean().item())
         if heldout is not None:
             result.heldout_loss.append(heldout_loss(model, *heldout, speed=speed))
+        if patience is not None and stop_on == "train_loss":
+            if result.epoch_train_accuracy[-1] >= FIT_ACCURACY:
+                result.stopped = "fitted"
+                break
+            if result.epoch_loss[-1] < (1 - MIN_IMPROVEMENT) * best_loss:
+                best_loss, best_at = result.epoch_loss[-1], epoch
+            elif epoch - best_at >= patience:
+                result.stopped = "converged"
+                break
+        elif heldout is not None:
             if patience is not None and result.heldout_loss[-1] < best_loss:
                 best_loss, result.best_epoch = result.heldout_loss[-1], epoch
                 best_state = copy.deepcopy(model.state_dict())

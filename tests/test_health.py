@@ -67,12 +67,47 @@ def test_the_budget_rule_stops_on_held_out_loss_and_keeps_the_best_epoch():
 
 
 def test_full_profiles_declare_a_budget_rule_and_specs_carry_it():
-    for table_id in ("table7_uci", "table5_semg", "table6_imdb", "table4_gtzan", "table3_cifar10"):
+    for table_id in ("table7_uci", "table6_imdb", "table4_gtzan", "table3_cifar10"):
         full = get_table(table_id).profile("full")
-        assert full.patience and full.holdout == 0.1, table_id
+        assert full.patience and full.holdout == 0.1 and full.stop_on == "heldout_loss", table_id
     table = get_table("table7_uci")
     spec = next(s for s in plan(table, table.profile("full"), 1, ["tuned"], ["yeast"]) if s.network)
     assert spec.network.patience == 10 and spec.network.holdout == 0.1 and spec.network.epochs == 200
+    # sEMG's 144 held-out rows cannot choose epochs: its networks train to convergence on all of train
+    table = get_table("table5_semg")
+    assert "converged on it" in table.profile("full").description
+    specs = {s.row.label: s.network for s in plan(table, table.profile("full"), 1, ["tuned"], ["semg"]) if s.network}
+    assert specs["DNN"].stop_on == "train_loss" and specs["DNN"].holdout == 0 and specs["DNN"].patience == 10
+    assert specs["DNN+SE (accuracy-weighted vote)"].holdout == 0.1  # its vote weights still need unseen rows
+
+
+def _noise_task(rows=256):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(rows, 10, generator=g), (torch.rand(rows, generator=g) < 0.5).long()
+
+
+def test_the_training_loss_rule_trains_until_the_net_fits_its_rows_and_keeps_the_final_weights():
+    x, y = _noise_task(64)  # 64 noisy rows: a wide net memorises them
+    torch.manual_seed(0)
+    model = SharingEnsemble(build_backbone("mlp", 10, widths=(256, 256)), 2, heads_per_tap=2)
+    result = train(model, x, y, preset=PRESETS["tuned"], epochs=300, batch_size=16, seed=0, patience=5,
+                   stop_on="train_loss")
+    assert result.stopped == "fitted" and result.epoch_train_accuracy[-1] >= 99 and len(result.epoch_loss) < 300
+    assert result.best_epoch is None and health.judge(
+        _record(result.epoch_loss, result.epoch_train_accuracy, patience=5, stop_on="train_loss"))["status"] == "ok"
+
+
+def test_the_training_loss_rule_stops_on_a_plateau():
+    x, y = _noise_task()
+    torch.manual_seed(0)
+    model = SharingEnsemble(build_backbone("mlp", 10, widths=(2,)), 2, heads_per_tap=1)  # too small to fit noise
+    result = train(model, x, y, preset=PRESETS["tuned"], epochs=500, batch_size=32, seed=0, patience=5,
+                   stop_on="train_loss")
+    assert result.stopped == "converged" and len(result.epoch_loss) < 500
+    best = min(result.epoch_loss[:-5])
+    assert all(loss > 0.99 * best for loss in result.epoch_loss[-5:])  # no 1% improvement in the last 5 epochs
+    with pytest.raises(ValueError, match="stop_on"):
+        train(model, x, y, preset=PRESETS["tuned"], epochs=1, batch_size=32, seed=0, stop_on="test_accuracy")
 
 
 def test_figure2_controls_xavier_init_and_a_deeply_supervised_net():

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -349,3 +350,31 @@ def test_a_fresh_clone_resumes_from_committed_results(smoke_out, data_root, tmp_
     bare.mkdir()
     shutil.copy(smoke_out / "table5_semg.json", bare / "table5_semg.json")
     assert len(run_table(table, "smoke", out=bare, data_root=data_root, execute=False).errors) == 34
+
+
+def test_committed_cells_keep_their_keys_when_a_spec_field_is_added(data_root, tmp_path):
+    """A NetworkSpec field added later (`stop_on`) is hashed only off its default, so the committed smoke
+    references are still found by today's plan; a changed value is a different cell."""
+    import shutil
+
+    committed = Path(__file__).parents[1] / "results" / "smoke"
+    for name in ("table7_uci.json", "table7_uci.outcomes.npz"):
+        shutil.copy(committed / name, tmp_path / name)
+    run = run_table(get_table("table7_uci"), "smoke", out=tmp_path, data_root=data_root, execute=False)
+    assert run.records and not run.errors
+    spec = next(s for s in plan(get_table("table7_uci"), get_table("table7_uci").profile("smoke"), 1, ["tuned"],
+                                ["yeast"]) if s.network)
+    changed = dataclasses.replace(spec, network=dataclasses.replace(spec.network, stop_on="train_loss"))
+    assert "stop_on" not in spec.key_dict()["network"] and changed.key_dict() != spec.key_dict()
+
+
+def test_rows_restrict_what_runs_not_what_is_reported(data_root, tmp_path, capsys):
+    args = ["reproduce", "--table", "table5_semg", "--profile", "smoke", "--data-root", str(data_root),
+            "--out", str(tmp_path), "--seeds", "1"]
+    assert main([*args, "--rows", "Random Forest", "--rows", "SVM (rbf)"]) == 0
+    doc = json.loads((tmp_path / "table5_semg.json").read_text())
+    assert sorted(c["model"] for c in doc["cells"]) == ["Random Forest", "SVM (rbf)"]
+    assert main([*args, "--rows", "Logistic Regression"]) == 0  # the report keeps the stored cells too
+    assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 3
+    assert main([*args, "--rows", "Random Forrest"]) == 1
+    assert "no row ['Random Forrest']" in capsys.readouterr().err
