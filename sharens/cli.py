@@ -42,17 +42,17 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     failed = False
     for table in tables:
         start = time.perf_counter()
+        options = dict(out=args.out, seeds=args.seeds, presets=args.preset, device=device, data_root=args.data_root,
+                       force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows)
         try:
-            run = run_table(table, args.profile, out=args.out, seeds=args.seeds, presets=args.preset,
-                            device=device, data_root=args.data_root, force=args.force, jobs=args.jobs,
-                            compile=args.compile, execute=not args.dry_run, rows=args.rows)
+            planned = run_table(table, args.profile, **options, execute=False, estimate=True)
+            print(_plan_line(table.id, args.profile, planned, args.jobs), flush=True)
+            if args.dry_run:
+                continue
+            run = run_table(table, args.profile, **options)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
-            continue
-        if args.dry_run:
-            print(f"{table.id} at {args.profile}: {len(run.records) + len(run.errors)} cells planned, "
-                  f"{len(run.records)} stored, {len(run.errors)} to run")
             continue
         for error in run.errors:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
@@ -61,6 +61,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             md, js = report.write(table, args.profile, run.records, args.out, run.outcomes)
             print(f"{table.id}: {len(run.records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
     return 1 if failed else 0
+
+
+def _plan_line(table_id: str, profile: str, run, jobs: int) -> str:
+    """What a run of the table will do, with the cost model's estimate for the cells still to run."""
+    line = (f"{table_id} at {profile}: {run.planned} cells planned, {len(run.records)} stored, "
+            f"{len(run.errors)} to run")
+    if run.errors:
+        expected, bound = _duration(run.estimated_seconds / jobs), _duration(run.bound_seconds / jobs)
+        line += (f"; estimated {expected}" + (f" (at most {bound}, every epoch cap reached)" if bound != expected
+                                               else "") + f" on {run.device_name}"
+                 + (f" with {jobs} jobs" if jobs > 1 else ""))
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -83,7 +83,7 @@ def prepare(dataset: Dataset, train_subset: int | None, test_subset: int | None,
 
 
 @contextmanager
-def _threads(n: int):
+def fixed_threads(n: int):
     """torch's intra-op threads fixed for the block: the count changes CPU sums, so a spec fixes it."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -100,7 +100,7 @@ def run_cell(spec: CellSpec, data: DeviceData, device: torch.device) -> tuple[di
                          f"but was given {data.name} cut to {data.subsets}")
     started = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
-    with _threads(spec.threads):
+    with fixed_threads(spec.threads):
         torch.use_deterministic_algorithms(True, warn_only=True)
         if spec.classic is not None:
             result, outcomes = _classic_cell(spec, data)

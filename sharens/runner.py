@@ -10,9 +10,10 @@ from tqdm.auto import tqdm
 
 from sharens.benchmark import Table
 from sharens.cells import CellStore, Outcomes, cell_key
+from sharens.costs import COSTS_FILE, CostModel, epochs_used
 from sharens.data import identify, load_dataset
-from sharens.executors import EXECUTORS
-from sharens.plan import plan
+from sharens.executors import EXECUTORS, PreparedData
+from sharens.plan import CELL_THREADS, plan
 from sharens.training import Speed
 
 CPU = torch.device("cpu")
@@ -23,6 +24,12 @@ class TableRun:
     records: list[dict]  # every finished cell of the plan, in plan order (stored ones included)
     errors: list[str]  # cells that raised, one line each
     outcomes: Outcomes  # per-row outcomes of those records
+    planned: int = 0  # cells of the whole plan (with `rows`, more than are stored plus to run)
+    # the cost model's time for the cells still to run (with `estimate`): expected (epochs as the finished cells
+    # of the same pair ran them under a stopping rule) and at most (every epoch cap reached)
+    estimated_seconds: float | None = None
+    bound_seconds: float | None = None
+    device_name: str | None = None  # what the estimate is for
 
 
 def run_table(
@@ -40,6 +47,7 @@ def run_table(
     compile: bool = False,
     execute: bool = True,
     rows: list[str] | None = None,
+    estimate: bool = False,
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
@@ -49,7 +57,8 @@ def run_table(
     not depend on the schedule. On CUDA cells train with bf16 autocast and channels_last, and `compile` adds
     torch.compile (see `training.Speed`); each cell's spec records these. With `execute` False nothing runs:
     the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows` (labels)
-    restricts what runs, not what is reported: every stored cell of the plan stays in the result.
+    restricts what runs, not what is reported: every stored cell of the plan stays in the result. With
+    `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run.
     """
     profile = table.profile(profile_name)
     presets = list(presets or table.presets)
@@ -83,7 +92,17 @@ def run_table(
         finished = [records[key] for _, key in keyed if key in records]
         pending = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
                    for s, _ in todo]
-        return TableRun(finished, pending, Outcomes.from_store(store, finished))
+        run = TableRun(finished, pending, Outcomes.from_store(store, finished), planned=len(keyed))
+        if estimate:
+            costs = CostModel(Path(out) / COSTS_FILE, device, CELL_THREADS)
+            data = PreparedData(device, data_root)
+            used = epochs_used(finished)
+            run.bound_seconds = sum(costs.seconds(spec, data.for_spec(spec)) for spec, _ in todo)
+            run.estimated_seconds = sum(
+                costs.seconds(spec, data.for_spec(spec), _expected_epochs(spec, used)) for spec, _ in todo)
+            run.device_name = costs.device_name
+            costs.save()
+        return run
     for name in dict.fromkeys(spec.dataset for spec, _ in todo):
         load_dataset(name, data_root)  # a file that verifies but does not parse fails here; fills the cache
     errors = []
@@ -97,4 +116,9 @@ def run_table(
                 records[key] = store.save(spec, key, *result)
             progress.update()
     finished = [records[key] for _, key in keyed if key in records]
-    return TableRun(finished, errors, Outcomes.from_store(store, finished))
+    return TableRun(finished, errors, Outcomes.from_store(store, finished), planned=len(keyed))
+
+
+def _expected_epochs(spec, used: dict[tuple[str, str], float]) -> float | None:
+    share = used.get((spec.dataset, spec.row.pair)) if spec.network else None
+    return share * spec.network.epochs if share else None

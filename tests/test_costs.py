@@ -1,0 +1,62 @@
+"""The cost model: measured once per model and device, kept, and scaled by the work a cell does."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from benchmarks import get_table
+from sharens import costs
+from sharens.cli import main
+from sharens.executors import PreparedData
+from sharens.plan import plan
+from sharens.runner import run_table
+
+CPU = torch.device("cpu")
+
+
+def test_the_cost_model_measures_each_model_once_and_keeps_it(data_root, tmp_path, monkeypatch):
+    table = get_table("table5_semg")
+    run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
+    assert run.estimated_seconds > 0 and run.bound_seconds == run.estimated_seconds  # nothing finished yet
+    assert "thread" in run.device_name and (tmp_path / "costs.json").exists()
+
+    def measured_again(*args):
+        raise AssertionError("a kept measurement was taken again")
+
+    monkeypatch.setattr(costs, "_network_rate", measured_again)
+    monkeypatch.setattr(costs, "_classic_seconds", measured_again)
+    again = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
+    assert again.estimated_seconds == run.estimated_seconds
+
+
+def test_a_cells_estimate_grows_with_its_epochs_and_members(data_root, tmp_path):
+    table = get_table("table5_semg")
+    spec = next(s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["semg"])
+                if s.network and s.network.members == 1)
+    data = PreparedData(CPU, data_root).for_spec(spec)
+    model = costs.CostModel(tmp_path / "costs.json", CPU, 1)
+    one = model.seconds(spec, data)
+    assert model.seconds(spec, data, epochs=2 * spec.network.epochs) > 1.5 * one
+    doubled = dataclasses.replace(spec, network=dataclasses.replace(spec.network, members=2))
+    assert model.seconds(doubled, data) == pytest.approx(2 * one)
+
+
+def test_expected_epochs_come_from_finished_cells_under_a_stopping_rule():
+    def record(pair, ran, cap, patience=10):
+        return {"dataset": "d", "pair": pair, "epoch_loss": [1.0] * ran,
+                "spec": {"network": {"epochs": cap, "patience": patience}}}
+
+    used = costs.epochs_used([record("A", 10, 100), record("A", 30, 100), record("A", 20, 100),
+                              record("B", 5, 5, patience=None), {"dataset": "d", "pair": None, "spec": {}}])
+    assert used == {("d", "A"): 0.2}  # the median share; fixed-epoch and classic cells say nothing
+
+
+def test_reproduce_prints_its_plan_and_estimate_before_any_work(data_root, tmp_path, capsys):
+    args = ["reproduce", "--table", "table5_semg", "--profile", "smoke", "--seeds", "1", "--data-root",
+            str(data_root), "--out", str(tmp_path), "--rows", "SVM (rbf)"]
+    assert main([*args, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "table5_semg at smoke: 17 cells planned, 0 stored, 1 to run; estimated" in out and "thread" in out
+    assert main(args) == 0
+    assert "17 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
