@@ -43,7 +43,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for table in tables:
         start = time.perf_counter()
         options = dict(out=args.out, seeds=args.seeds, presets=args.preset, device=device, data_root=args.data_root,
-                       force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows)
+                       force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows,
+                       download=not (args.no_download or args.dry_run))  # a dry run fetches nothing
         try:
             planned = run_table(table, args.profile, **options, execute=False, estimate=True)
             print(_plan_line(table.id, args.profile, planned, args.jobs), flush=True)
@@ -187,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--rows", action="append", metavar="LABEL", default=None,
                    help="run only the rows with this label (repeatable, e.g. 'Deep CNN+SE'); the report keeps "
                         "every stored cell")
+    r.add_argument("--no-download", action="store_true",
+                   help="never download: a missing data set is an error that names what to fetch and from where")
     r.add_argument("--dry-run", action="store_true",
                    help="print how many cells each table plans, has stored and has still to run; run nothing")
     r.set_defaults(func=cmd_reproduce)

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from sharens.benchmark import Table
 from sharens.cells import CellStore, Outcomes, cell_key
 from sharens.costs import COSTS_FILE, CostModel, epochs_used
-from sharens.data import identify, load_dataset
+from sharens.data import ensure, load_dataset
 from sharens.executors import EXECUTORS, PreparedData
 from sharens.plan import CELL_THREADS, plan
 from sharens.training import Speed
@@ -48,6 +48,7 @@ def run_table(
     execute: bool = True,
     rows: list[str] | None = None,
     estimate: bool = False,
+    download: bool = False,
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
@@ -58,7 +59,8 @@ def run_table(
     torch.compile (see `training.Speed`); each cell's spec records these. With `execute` False nothing runs:
     the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows` (labels)
     restricts what runs, not what is reported: every stored cell of the plan stays in the result. With
-    `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run.
+    `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run. With
+    `download`, a data set whose files are missing is downloaded into the data root first.
     """
     profile = table.profile(profile_name)
     presets = list(presets or table.presets)
@@ -74,7 +76,8 @@ def run_table(
             raise ValueError(f"no row {sorted(set(rows) - labels)} in {table.id} at {profile.name}; "
                              f"rows: {', '.join(sorted(labels))}")
     # verifies every file (and fails here, once, before any work) and keys each cell on the data it reads
-    identities = {name: identify(name, data_root) for name in dict.fromkeys(s.dataset for s in specs)}
+    identities = {name: ensure(name, data_root, allow_download=download)
+                  for name in dict.fromkeys(s.dataset for s in specs)}
     store = CellStore(out, table.id, profile.name)
     keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
     if not force:  # cells committed with a report (a fresh clone, a GPU lease's return) count as stored

@@ -1,10 +1,14 @@
 import functools
 import http.server
 import os
+import re
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
+
+from sharens.data import files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,26 +28,77 @@ def _private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SHARENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
+class MirrorHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file server that answers `Range: bytes=N-` (as mirrors do), and logs each request's path."""
+
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            return self.send_error(404)
+        data = path.read_bytes()
+        if self.path in self.server.corrupt_once:  # a transfer that went wrong once
+            self.server.corrupt_once.remove(self.path)
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        start = int(m[1]) if (m := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")) else 0
+        if start >= len(data) > 0:
+            return self.send_error(416)
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
 
 
 @pytest.fixture
 def serve(monkeypatch):
-    """serve(folder) -> base URL of a local HTTP server for that folder (stopped after the test)."""
+    """serve(folder) -> base URL of a local HTTP server for that folder (stopped after the test); the
+    server's `requests` list holds (path, Range header) of every GET, at `serve.servers[-1].requests`; a
+    path added to its `corrupt_once` set is served with a flipped first byte the next time it is asked for."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     servers = []
 
     def start(folder: Path) -> str:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                 functools.partial(QuietHandler, directory=str(folder)))
+                                                 functools.partial(MirrorHandler, directory=str(folder)))
+        server.requests, server.corrupt_once = [], set()
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
 
+    start.servers = servers
     yield start
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def mirror(serve, monkeypatch, tmp_path):
+    """mirror({official URL: bytes}) serves each payload at its URL's path on a local server and points
+    $SHARENS_MIRROR at it, so downloads take the official layout from there; `mirror.place(url, bytes)`
+    changes what it serves."""
+    site = tmp_path / "mirror"
+    site.mkdir()
+
+    def start(contents: dict[str, bytes]) -> Path:
+        for url, payload in contents.items():
+            place(site, url, payload)
+        monkeypatch.setenv(files.MIRROR_VARIABLE, serve(site))
+        return site
+
+    start.place = functools.partial(place, site)
+    return start
+
+
+def place(site: Path, url: str, payload: bytes) -> Path:
+    """Write `payload` where a mirror rooted at `site` serves `url`."""
+    path = site / urllib.parse.unquote(urllib.parse.urlsplit(url).path).lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return path

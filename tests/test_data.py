@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 import sharens.data as data
-from sharens.data import DataError, Dataset, files, load_dataset, semg
+from sharens.data import DataError, Dataset, files, load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("SHARENS_DATA") or REPO.parent / "shared" / "data")
@@ -223,52 +224,73 @@ def test_data_root_and_cache_dir_precedence(tmp_path, monkeypatch):
     assert data.cache_dir(tmp_path / "c2") == tmp_path / "c2" and (tmp_path / "c2").is_dir()
 
 
-# --- downloads, served by a local HTTP server -------------------------------------------------
+# --- downloads, from a local HTTP server that serves the official layout ($SHARENS_MIRROR) -------------
 
-def test_download_uci_file(tmp_path, serve, shared_cache):
+YEAST = files.MANIFEST["uci/yeast.data"]
+
+
+def test_download_uci_file(tmp_path, mirror, shared_cache, monkeypatch):
     real = need("yeast")
-    site = tmp_path / "site"
-    site.mkdir()
-    shutil.copy(real / "uci/yeast.data", site)
+    mirror({YEAST.url: (real / "uci/yeast.data").read_bytes()})
     root = tmp_path / "root"
-    paths = data.download("yeast", root, base_url=serve(site))
-    assert paths == [root / "uci" / "yeast.data"]
+    paths = data.download("yeast", root)
+    assert paths == [root / "uci" / "yeast.data"] and not list(root.rglob("*.part"))
     assert files.verify("uci/yeast.data", root) == paths[0]
     assert arrays_equal(load_dataset("yeast", root, tmp_path / "cache"), load_dataset("yeast", real, shared_cache))
-    data.download("yeast", root, base_url="http://127.0.0.1:9")  # already there: no request made
+    monkeypatch.setenv(files.MIRROR_VARIABLE, "http://127.0.0.1:9")
+    data.download("yeast", root)  # already there: no request made
 
 
-def test_download_with_wrong_content_fails_cleanly(tmp_path, serve):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "yeast.data").write_text("not the yeast data\n")
+def test_a_wrong_download_is_refused_fetched_again_and_never_kept(tmp_path, mirror, serve):
+    mirror({YEAST.url: b"not the yeast data\n"})
     root = tmp_path / "root"
-    with pytest.raises(DataError, match="yeast.data"):
-        data.download("yeast", root, base_url=serve(site))
-    assert not (root / "uci" / "yeast.data").exists()
+    with pytest.raises(DataError, match="yeast.data.*not the published.*SHARENS_MIRROR"):
+        data.download("yeast", root)
+    assert not (root / "uci" / "yeast.data").exists() and not list(root.rglob("*.part"))
+    assert len(serve.servers[-1].requests) == 2  # refused, fetched again, refused again
+    mirror.place(YEAST.url, need("yeast").joinpath("uci/yeast.data").read_bytes())
+    assert data.download("yeast", root) == [root / "uci" / "yeast.data"]
 
 
-def _semg_zip(site: Path, real: Path, replace: dict[str, bytes] | None = None) -> None:
-    site.mkdir()
-    with zipfile.ZipFile(site / semg.ZIP_NAME, "w") as zf:
+def test_an_interrupted_download_resumes_from_its_partial_file(tmp_path, mirror, serve):
+    payload = need("yeast").joinpath("uci/yeast.data").read_bytes()
+    mirror({YEAST.url: payload})
+    part = tmp_path / "root" / "uci" / "yeast.data.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(payload[:1000])  # what a killed download left
+    (path,) = data.download("yeast", tmp_path / "root")
+    assert path.read_bytes() == payload and not part.exists()
+    assert serve.servers[-1].requests == [("/ml/machine-learning-databases/yeast/yeast.data", "bytes=1000-")]
+
+
+def test_offline_the_error_names_the_file_and_its_url(tmp_path, monkeypatch):
+    monkeypatch.setenv(files.MIRROR_VARIABLE, "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(DataError, match="could not download yeast.data.*yeast/yeast.data.*by hand"):
+        data.download("yeast", tmp_path / "root")
+
+
+def _semg_zip(replace: dict[str, bytes] | None = None) -> bytes:
+    real, buffer = need("semg"), io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("Database 1/readme.txt", "sEMG database 1")
         for rel in data.SOURCES["semg"].files:
             name = rel.split("/")[1]
             zf.writestr(f"Database 1/{name}", (replace or {}).get(name) or (real / rel).read_bytes())
+    return buffer.getvalue()
 
 
-def test_download_semg_zip(tmp_path, serve, shared_cache):
-    real = need("semg")
-    _semg_zip(tmp_path / "site", real)
+def test_download_semg_zip(tmp_path, mirror, shared_cache):
+    mirror({files.SEMG_ZIP_URL: _semg_zip()})
     root = tmp_path / "root"
-    paths = data.download("semg", root, base_url=serve(tmp_path / "site"))
+    paths = data.download("semg", root)
     assert paths == [root / rel for rel in data.SOURCES["semg"].files]
     assert sorted(p.name for p in (root / "semg").iterdir()) == sorted(p.name for p in paths)  # nothing else
-    assert arrays_equal(load_dataset("semg", root, tmp_path / "cache"), load_dataset("semg", real, shared_cache))
+    assert arrays_equal(load_dataset("semg", root, tmp_path / "cache"),
+                        load_dataset("semg", need("semg"), shared_cache))
 
 
-def test_download_semg_zip_with_wrong_file(tmp_path, serve):
-    _semg_zip(tmp_path / "site", need("semg"), replace={"male_2.mat": b"MATLAB but not really"})
+def test_download_semg_zip_with_wrong_file(tmp_path, mirror):
+    mirror({files.SEMG_ZIP_URL: _semg_zip(replace={"male_2.mat": b"MATLAB but not really"})})
     with pytest.raises(DataError, match="male_2.mat.*expected sha256"):
-        data.download("semg", tmp_path / "root", base_url=serve(tmp_path / "site"))
+        data.download("semg", tmp_path / "root")
     assert not (tmp_path / "root" / "semg" / "male_2.mat").exists()

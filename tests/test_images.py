@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -204,11 +203,8 @@ def test_load_dataset_reads_cifar10_from_its_cache(tmp_path):
         assert np.array_equal(ds.y_test, first.y_test) and np.array_equal(ds.x_test, first.x_test)
 
 
-def test_download_mnist_from_a_local_mirror(tmp_path, serve):
+def test_download_mnist_from_a_local_mirror(tmp_path, mirror):
     need(*mnist.MNIST_FILES)
-    site = tmp_path / "site"
-    site.mkdir()
-    for rel in mnist.MNIST_FILES:
-        shutil.copy(ROOT / rel, site)
-    paths = download("mnist", tmp_path / "root", base_url=serve(site))
+    mirror({files.MANIFEST[rel].url: (ROOT / rel).read_bytes() for rel in mnist.MNIST_FILES})
+    paths = download("mnist", tmp_path / "root")
     assert [p.read_bytes() for p in paths] == [(ROOT / rel).read_bytes() for rel in mnist.MNIST_FILES]

@@ -263,9 +263,10 @@ def test_unknown_table_is_a_clear_error(capsys):
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     code = main(["reproduce", "--table", "table7_uci", "--profile", "smoke", "--out", str(tmp_path),
-                 "--data-root", str(tmp_path / "nowhere")])
+                 "--data-root", str(tmp_path / "nowhere"), "--no-download"])
     err = capsys.readouterr().err
-    assert code == 1 and "nowhere" in err and "download" in err
+    assert code == 1 and "nowhere" in err and "python -m sharens download" in err and "--no-download" in err
+    assert not (tmp_path / "nowhere").exists()
     assert "Traceback" not in err
 
 
@@ -378,3 +379,38 @@ def test_rows_restrict_what_runs_not_what_is_reported(data_root, tmp_path, capsy
     assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 3
     assert main([*args, "--rows", "Random Forrest"]) == 1
     assert "no row ['Random Forrest']" in capsys.readouterr().err
+
+
+def test_a_fresh_data_root_is_downloaded_verified_and_run(data_root, tmp_path, mirror, serve, capsys):
+    """Nothing present at the start: `reproduce` fetches every file of its tables from a server with the
+    official layout (UCI's files, sEMG's zip), refuses a corrupted transfer and fetches it again, then runs."""
+    import io
+    import zipfile
+
+    from sharens.data import files
+
+    uci = ["uci/letter-recognition.data", "uci/adult.data", "uci/adult.test", "uci/yeast.data"]
+    semg_zip = io.BytesIO()
+    with zipfile.ZipFile(semg_zip, "w") as zf:
+        for rel in data.SOURCES["semg"].files:
+            zf.writestr(f"Database 1/{rel.split('/')[1]}", (data_root / rel).read_bytes())
+    mirror({**{files.MANIFEST[rel].url: (data_root / rel).read_bytes() for rel in uci},
+            files.SEMG_ZIP_URL: semg_zip.getvalue()})
+    server = serve.servers[-1]
+    server.corrupt_once.add("/ml/machine-learning-databases/adult/adult.data")
+    fresh = tmp_path / "fresh"
+    args = ["reproduce", "--table", "table7_uci", "--table", "table5_semg", "--profile", "smoke", "--seeds", "1",
+            "--rows", "DNN", "--data-root", str(fresh), "--out", str(tmp_path / "out")]
+    assert main([*args, "--dry-run"]) == 1 and "--dry-run" in capsys.readouterr().err  # a dry run fetches nothing
+    assert not fresh.exists()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "letter: not under" in out and "semg: not under" in out and "cells planned" in out
+    for rel in [*uci, *data.SOURCES["semg"].files]:
+        files.verify(rel, fresh)
+    assert [path for path, _ in server.requests].count("/ml/machine-learning-databases/adult/adult.data") == 2
+    for table in ("table7_uci", "table5_semg"):
+        cells = json.loads((tmp_path / "out" / f"{table}.json").read_text())["cells"]
+        assert {c["model"] for c in cells} == {"DNN"} and all(c["status"] == "ok" for c in cells)
+    requests = len(server.requests)
+    assert main(args) == 0 and len(server.requests) == requests  # all there now: nothing fetched again

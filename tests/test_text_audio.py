@@ -106,20 +106,18 @@ def test_missing_imdb_names_every_place_it_looked(tmp_path):
     assert "python -m sharens download imdb" in message
 
 
-def test_download_imdb_checks_the_sha256(tmp_path, serve, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
+def test_download_imdb_checks_the_sha256(tmp_path, mirror, monkeypatch):
     payload = b"pretend this is aclImdb_v1.tar.gz"
-    (site / "aclImdb_v1.tar.gz").write_bytes(payload)
+    mirror({files.IMDB_URL: payload})
     entry = files.MANIFEST[imdb.OFFICIAL]
     monkeypatch.setitem(files.MANIFEST, imdb.OFFICIAL,
                         dataclasses.replace(entry, sha256=hashlib.sha256(payload).hexdigest()))
-    (path,) = download("imdb", tmp_path / "root", base_url=serve(site))
+    (path,) = download("imdb", tmp_path / "root")
     assert path == tmp_path / "root" / imdb.OFFICIAL and path.read_bytes() == payload
-    (site / "aclImdb_v1.tar.gz").write_bytes(b"tampered")
+    mirror.place(files.IMDB_URL, b"tampered")
     path.unlink()
     with pytest.raises(DataError, match="aclImdb_v1.tar.gz"):
-        download("imdb", tmp_path / "root", base_url=serve(site))
+        download("imdb", tmp_path / "root")
     assert not path.exists()
 
 
@@ -186,23 +184,29 @@ def test_missing_gtzan_says_where_and_how(tmp_path):
         load_dataset("gtzan", tmp_path, tmp_path / "cache")
 
 
-def test_download_gtzan_keeps_only_clips_with_the_published_checksum(tmp_path, serve):
+def test_download_gtzan_keeps_only_clips_that_match_the_original(tmp_path, mirror, serve):
+    """The original host first, then a mirror; .au clips by their published sha256, .wav conversions (as the
+    mirrors serve) by format and sample count; anything else is refused."""
     au = [p for p in GTZAN_CLIPS if p.suffix == ".au"][:2]
-    if len(au) < 2:
-        pytest.skip("needs two original GTZAN .au clips")
-    site = tmp_path / "site"
-    site.mkdir()
-    with tarfile.open(site / gtzan.ARCHIVE_NAME, "w:gz") as tar:
-        for clip in au:
+    wav = [p for p in GTZAN_CLIPS if p.suffix == ".wav"][:1]
+    if len(au) < 2 or not wav:
+        pytest.skip("needs two original GTZAN .au clips and one .wav conversion")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for clip in [*au, *wav]:
             tar.add(clip, arcname=f"genres/{clip.parent.name}/{clip.name}")
-        bad = au[0].read_bytes()[:-10]
-        info = tarfile.TarInfo(f"genres/{au[0].parent.name}/{au[0].parent.name}.00003.au")
-        info.size = len(bad)
-        tar.addfile(info, io.BytesIO(bad))
-    written = download("gtzan", tmp_path / "root", base_url=serve(site))
-    assert sorted(p.name for p in written) == sorted(p.name for p in au)
+        for name, payload in ((f"{au[0].parent.name}.00003.au", au[0].read_bytes()[:-10]),  # wrong sha256
+                              (f"{wav[0].parent.name}.00004.wav", wav[0].read_bytes()[:-20000])):  # too short
+            info = tarfile.TarInfo(f"genres/{name.split('.')[0]}/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    mirror({gtzan.MIRRORS[0]: archive.getvalue()})  # the original host's path is not on this server
+    written = download("gtzan", tmp_path / "root")
+    assert sorted(p.name for p in written) == sorted(p.name for p in [*au, *wav])
     for path in written:
         assert path.read_bytes() == (ROOT / "gtzan" / "genres" / path.parent.name / path.name).read_bytes()
+    assert [path for path, _ in serve.servers[-1].requests] == ["/sound/genres.tar.gz",
+                                                                 "/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz"]
 
 
 # --- backbones for these tables ---------------------------------------------------------------

@@ -23,11 +23,11 @@ import numpy as np
 
 from sharens.atomic import atomic_path
 from sharens.data import cifar10, files, gtzan, imdb, mnist, semg
-from sharens.data.files import DataError, cache_dir, data_root
+from sharens.data.files import DataError, DataMissing, cache_dir, data_root
 from sharens.data.uci import read_adult, read_letter, read_yeast
 
-__all__ = ["DATASETS", "SOURCES", "DataError", "Dataset", "cache_dir", "data_root", "download", "identify",
-           "load_dataset"]
+__all__ = ["DATASETS", "SOURCES", "DataError", "DataMissing", "Dataset", "cache_dir", "data_root", "download",
+           "ensure", "identify", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Source:
     classes, info, optional views); `version` is bumped whenever its output
     changes. `files` are the manifest files it reads and `download` fetches;
     `locate(root, cache)` replaces that list where the files present may vary
-    ({label: (path, sha256)}); `fetch(root, base_url)` replaces the plain
+    ({label: (path, sha256)}); `fetch(root)` replaces the plain
     download where the files come out of a bundle.
     """
 
@@ -47,7 +47,7 @@ class Source:
     version: int
     files: tuple[str, ...] = ()
     locate: Callable[[Path, Path], dict[str, tuple[Path, str]]] | None = None
-    fetch: Callable[[Path, str | None], list[Path]] | None = None
+    fetch: Callable[[Path], list[Path]] | None = None
 
     def sources(self, root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
         """{label: (verified path, sha256)} of the files this data set reads under `root`."""
@@ -55,10 +55,10 @@ class Source:
             return self.locate(root, cache)
         return {rel: (files.verify(rel, root, cache), files.MANIFEST[rel].sha256) for rel in self.files}
 
-    def download(self, root: Path, base_url: str | None = None) -> list[Path]:
+    def download(self, root: Path) -> list[Path]:
         if self.fetch is not None:
-            return self.fetch(root, base_url)
-        return files.download(self.files, root, base_url)
+            return self.fetch(root)
+        return files.download(self.files, root)
 
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
@@ -172,6 +172,19 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
     return Dataset(name, *(result[k] for k in _ARRAYS), result["classes"], result["info"], result.get("views", {}))
 
 
-def download(name: str, root: str | os.PathLike | None = None, base_url: str | None = None) -> list[Path]:
-    """Fetch `name`'s official files into the data root, checked against their sha256 (needs internet)."""
-    return _source(name).download(data_root(root), base_url)
+def download(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """Fetch `name`'s official files into the data root, checked against their sha256 (needs internet, or a
+    mirror named by $SHARENS_MIRROR)."""
+    return _source(name).download(data_root(root))
+
+
+def ensure(name: str, root: str | os.PathLike | None = None, allow_download: bool = True) -> dict:
+    """`identify(name)`, downloading the data set first if its files are not under the data root."""
+    try:
+        return identify(name, root)
+    except files.DataMissing as missing:
+        if not allow_download:
+            raise DataError(f"{missing} (nothing is downloaded with --no-download or --dry-run)") from missing
+    print(f"{name}: not under {data_root(root)}; downloading it", flush=True)
+    download(name, root)
+    return identify(name, root)

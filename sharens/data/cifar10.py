@@ -67,7 +67,7 @@ def locate(root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
     """The official archive if present, else the repack (verified against its sha256)."""
     found = next((rel for rel in (CIFAR_ARCHIVE, CIFAR_REPACK) if (root / rel).is_file()), None)
     if found is None:
-        raise DataError(
+        raise files.DataMissing(
             f"CIFAR-10 not found: looked for {root / CIFAR_ARCHIVE} and {root / CIFAR_REPACK}. Get it with "
             f"`python -m sharens download cifar10 --data-root {root}` or by hand from {files.CIFAR_URL}. The data "
             f"root comes from --data-root or SHARENS_DATA; it is now {root}.")

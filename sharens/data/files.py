@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import pooch
+from tqdm.auto import tqdm
 
 from sharens.atomic import write_bytes
 
@@ -27,6 +30,15 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 class DataError(Exception):
     """A data file is missing, corrupt or unknown; the message says how to fix it."""
+
+
+class DataMissing(DataError):
+    """A data set's files are not under the data root (a download can fix it)."""
+
+# every official URL's server is replaced by this one when set (a local mirror, or the tests' HTTP server):
+# the path stays the official one, so a mirror serves the official layout
+MIRROR_VARIABLE = "SHARENS_MIRROR"
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,7 @@ def verify(relpath: str, root: str | os.PathLike | None = None, cache: str | os.
     root = data_root(root)
     path = root / relpath
     if not path.is_file():
-        raise DataError(f"data file {relpath!r} not found: looked for {path}. {_how_to_get(entry, root)}")
+        raise DataMissing(f"data file {relpath!r} not found: looked for {path}. {_how_to_get(entry, root)}")
     found = file_sha256(path, cache)
     if found != entry.sha256:
         raise DataError(f"data file {relpath!r} at {path} is corrupt or not the official file: "
@@ -162,21 +174,67 @@ def is_verified(relpath: str, root: Path) -> bool:
         return False
 
 
-def download(relpaths: tuple[str, ...], root: str | os.PathLike | None = None,
-             base_url: str | None = None) -> list[Path]:
-    """Fetch official files into `root` (skipping ones that already verify); return their verified paths.
-
-    `base_url` replaces the server (tests use a local one): files are fetched from `base_url/<file name>`.
-    """
+def download(relpaths: tuple[str, ...], root: str | os.PathLike | None = None) -> list[Path]:
+    """Fetch official files into `root` (skipping ones that already verify); return their verified paths."""
     root = data_root(root)
     for entry in (MANIFEST[r] for r in relpaths if not is_verified(r, root)):
-        url = f"{base_url}/{entry.name}" if base_url else entry.url
-        retrieve(url, f"sha256:{entry.sha256}", (root / entry.relpath).parent, entry.name)
+        fetch([entry.url], entry.sha256, root / entry.relpath)
     return [verify(r, root) for r in relpaths]
 
 
-def retrieve(url: str, known_hash: str | None, folder: Path, fname: str) -> Path:
+def mirrored(url: str) -> str:
+    """`url` on the server $SHARENS_MIRROR names, if any (same path: a mirror keeps the official layout)."""
+    mirror = os.environ.get(MIRROR_VARIABLE)
+    if not mirror:
+        return url
+    parts, base = urllib.parse.urlsplit(url), urllib.parse.urlsplit(mirror)
+    return urllib.parse.urlunsplit((base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, ""))
+
+
+def fetch(urls: list[str], sha256: str | None, target: Path, attempts: int = 2) -> Path:
+    """Download `target` from the first of `urls` (mirrors, in order) that serves it, checked against `sha256`.
+
+    Bytes land in `<target>.part` first, and an interrupted download resumes from it (HTTP Range). A file
+    whose sha256 is wrong is deleted and fetched again (`attempts` times per URL) before the next URL is
+    tried; only a verified file is renamed to `target`. The error names every URL tried and why it failed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    failures = []
+    for url in map(mirrored, urls):
+        for _ in range(attempts):
+            try:
+                _download(url, part)
+            except (OSError, urllib.error.URLError) as exc:  # the partial file stays, to resume from
+                failures.append(f"{url}: {exc}")
+                break
+            found = _sha256(part)
+            if sha256 is None or found == sha256:
+                part.replace(target)
+                return target
+            failures.append(f"{url}: sha256 {found}, not the published {sha256}")
+            part.unlink()
+    raise DataError(f"could not download {target.name} into {target.parent}: " + "; ".join(failures)
+                    + ". Fetch it by hand from one of these URLs into that folder, or set "
+                    f"{MIRROR_VARIABLE} to a server that holds the official files.")
+
+
+def _download(url: str, part: Path) -> None:
+    """Append `url`'s bytes to `part`, from where it ends (the whole file if the server ignores the range)."""
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        return Path(pooch.retrieve(url, known_hash=known_hash, path=folder, fname=fname))
-    except (ValueError, OSError) as exc:  # pooch: ValueError on hash mismatch; requests errors are OSErrors
-        raise DataError(f"download of {url} into {folder} failed: {exc}") from exc
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416:  # 416: nothing left past `have`, the partial file is whole
+            raise
+        return
+    with response:
+        resumed = response.status == 206
+        total = int(response.headers.get("Content-Length") or 0) + (have if resumed else 0)
+        with open(part, "ab" if resumed else "wb") as f, tqdm(
+                total=total or None, initial=have if resumed else 0, unit="B", unit_scale=True,
+                desc=part.name[: -len(".part")], disable=None, leave=False) as bar:
+            for block in iter(lambda: response.read(CHUNK), b""):
+                f.write(block)
+                bar.update(len(block))

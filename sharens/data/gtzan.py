@@ -12,6 +12,7 @@ on disk under the clip's sha256 and the parameters' hash.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ import re
 import tarfile
 import tempfile
 import time
+import wave
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +35,9 @@ from sharens.data.splits import split_result, stratified_split
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 ARCHIVE_URL = "http://opihi.cs.uvic.ca/sound/genres.tar.gz"  # the original marsyas release (1,000 .au clips)
+# where it is tried after the original host (down for years): Hugging Face's copy of the same archive
+MIRRORS = ("https://huggingface.co/datasets/marsyas/gtzan/resolve/main/data/genres.tar.gz",)
+AU_HEADER = (24, 64)  # bytes of an original .au header (24 plus its annotation), bounds seen in the collection
 ARCHIVE_NAME = "genres.tar.gz"
 TEST_SHARE = 0.3  # 700 / 300 clips on the full set
 _CLIP = re.compile(r"^(?P<genre>[a-z]+)\.(?P<index>\d{5})\.(?P<ext>au|wav)$")
@@ -69,8 +74,30 @@ class MfccParams:
 
 
 def reference_checksums() -> dict[str, str]:
+    return {name: sha for name, (sha, _) in _reference().items()}
+
+
+def _reference() -> dict[str, tuple[str, int]]:
+    """{original .au file name: (sha256, bytes)}."""
     lines = _REFERENCE.read_text().splitlines()[1:]
-    return {name: sha for name, sha, _ in (line.split("\t") for line in lines)}
+    return {name: (sha, int(size)) for name, sha, size in (line.split("\t") for line in lines)}
+
+
+def _matches_original(name: str, data: bytes, reference: dict[str, tuple[str, int]]) -> bool:
+    """An .au clip is its published sha256; a .wav conversion (as mirrors serve) is 22,050 Hz mono 16-bit
+    with the original's sample count: its bytes cannot be checked, its samples' shape can."""
+    stem, ext = name.rsplit(".", 1)
+    sha, size = reference.get(f"{stem}.au", (None, 0))
+    if ext == "au":
+        return hashlib.sha256(data).hexdigest() == sha
+    try:
+        with wave.open(io.BytesIO(data)) as clip:
+            shape = clip.getnchannels(), clip.getsampwidth(), clip.getframerate(), clip.getnframes()
+            present = len(clip.readframes(shape[3])) // max(1, shape[0] * shape[1])  # a cut file holds fewer
+    except (wave.Error, EOFError):
+        return False
+    low, high = ((size - header) // 2 for header in reversed(AU_HEADER))
+    return sha is not None and shape[:3] == (1, 2, 22050) and low <= shape[3] == present <= high
 
 
 def locate(root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
@@ -78,7 +105,7 @@ def locate(root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
     folder = root / "gtzan" / "genres"
     clips = sorted(p for p in folder.glob("*/*") if _CLIP.match(p.name) and p.parent.name in GENRES)
     if not clips:
-        raise DataError(
+        raise files.DataMissing(
             f"no GTZAN clips found: looked for {folder}/<genre>/<genre>.NNNNN.au (or .wav). Get them with "
             f"`python -m sharens download gtzan --data-root {root}` or by hand from {ARCHIVE_URL} "
             f"(extract genres/ into {root / 'gtzan'}). The data root comes from --data-root or SHARENS_DATA.")
@@ -215,17 +242,17 @@ def read_gtzan(paths: dict[str, Path], cache: Path, params: MfccParams | None = 
     return result
 
 
-def download(root: Path, base_url: str | None = None) -> list[Path]:
-    """Fetch the original archive and keep every clip whose sha256 is the published one."""
-    reference = reference_checksums()
-    url = f"{base_url}/{ARCHIVE_NAME}" if base_url else ARCHIVE_URL
+def download(root: Path) -> list[Path]:
+    """Fetch the archive (the original host, then its mirrors) and keep every clip that matches the original:
+    an .au clip by its published sha256, a .wav conversion by its format and sample count."""
+    reference = _reference()
     written, rejected = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        archive = files.retrieve(url, None, Path(tmp), ARCHIVE_NAME)  # no published hash: clips are checked
+        archive = files.fetch([ARCHIVE_URL, *MIRRORS], None, Path(tmp) / ARCHIVE_NAME)  # no hash: clips are checked
         try:
             tar = tarfile.open(archive, "r:*")
         except tarfile.TarError as exc:
-            raise DataError(f"the GTZAN download {url} is not a tar archive: {exc}") from exc
+            raise DataError(f"the GTZAN download {archive.name} is not a tar archive: {exc}") from exc
         with tar:
             for member in tar:
                 name = Path(member.name).name
@@ -233,15 +260,16 @@ def download(root: Path, base_url: str | None = None) -> list[Path]:
                 if not (member.isfile() and match and match["genre"] in GENRES):
                     continue
                 data = tar.extractfile(member).read()
-                if hashlib.sha256(data).hexdigest() != reference.get(name):
+                if not _matches_original(name, data, reference):
                     rejected.append(name)
                     continue
                 target = root / "gtzan" / "genres" / match["genre"] / name
                 write_bytes(target, data)
                 written.append(target)
     if rejected:
-        print(f"GTZAN: {len(rejected)} clips did not match the published sha256 and were not kept: "
+        print(f"GTZAN: {len(rejected)} clips did not match the original release and were not kept: "
               f"{', '.join(sorted(rejected))}")
     if not written:
-        raise DataError(f"the GTZAN download {url} held no clip with a published sha256")
+        raise DataError(f"the GTZAN download ({ARCHIVE_URL} or {', '.join(MIRRORS)}) held no clip that "
+                        "matches the original release")
     return written

@@ -54,7 +54,7 @@ def locate(root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
     folder = root / FOLDER
     if (folder / "train").is_dir():
         return {FOLDER: (folder, _folder_fingerprint(folder))}
-    raise DataError(
+    raise files.DataMissing(
         f"IMDB not found: looked for {root / OFFICIAL}, {root / REPACK} and the folder {folder}. "
         f"Get it with `python -m sharens download imdb --data-root {root}` or by hand from "
         f"{files.IMDB_URL}. The data root comes from --data-root or SHARENS_DATA; it is now {root}.")

@@ -56,13 +56,12 @@ def read_semg(paths: dict[str, Path], cache: Path | None = None) -> dict:
     return split_result(x_train, y[train], x_test, y[test], GESTURES, info)
 
 
-def download(root: Path, base_url: str | None = None) -> list[Path]:
-    """The five files out of UCI's zip (from `base_url/<zip name>` when given), each checked on its own."""
+def download(root: Path) -> list[Path]:
+    """The five files out of UCI's zip (no published hash of its own), each checked on its own."""
     todo = [files.MANIFEST[rel] for rel in FILES if not files.is_verified(rel, root)]
     if todo:
-        url = f"{base_url}/{ZIP_NAME}" if base_url else files.SEMG_ZIP_URL
         with tempfile.TemporaryDirectory() as tmp:
-            _extract(files.retrieve(url, None, Path(tmp), ZIP_NAME), todo, root)
+            _extract(files.fetch([files.SEMG_ZIP_URL], None, Path(tmp) / ZIP_NAME), todo, root)
     return [files.verify(rel, root) for rel in FILES]
 
 
