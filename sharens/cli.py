@@ -46,11 +46,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                        force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows,
                        download=not (args.no_download or args.dry_run))  # a dry run fetches nothing
         try:
-            planned = run_table(table, args.profile, **options, execute=False, estimate=True)
-            print(_plan_line(table.id, args.profile, planned, args.jobs), flush=True)
+            profile, planned = _choose_profile(table, args.profile, options)
+            print(_plan_line(table.id, profile, planned, args.jobs), flush=True)
             if args.dry_run:
                 continue
-            run = run_table(table, args.profile, **options)
+            run = run_table(table, profile, **options)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -59,9 +59,29 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
         failed |= bool(run.errors)
         if run.records:
-            md, js = report.write(table, args.profile, run.records, args.out, run.outcomes)
+            md, js = report.write(table, profile, run.records, args.out, run.outcomes)
             print(f"{table.id}: {len(run.records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
     return 1 if failed else 0
+
+
+def _choose_profile(table, asked: str, options: dict):
+    """(profile, its planned run): the one asked for, or with `auto` the largest this device can finish
+    (`costs.CPU_BUDGET_S` on a CPU; a GPU runs `full`), saying what is left for a GPU and why."""
+    from sharens.costs import CPU_BUDGET_S
+    from sharens.runner import run_table
+
+    if asked != "auto":
+        return asked, run_table(table, asked, **options, execute=False, estimate=True)
+    if options["device"].type == "cuda":
+        return "full", run_table(table, "full", **options, execute=False, estimate=True)
+    for name in ("full", "quick"):
+        planned = run_table(table, name, **options, execute=False, estimate=True)
+        wall = planned.estimated_seconds / options["jobs"]
+        if wall <= CPU_BUDGET_S:
+            return name, planned
+        print(f"{table.id}: `{name}` would take about {_duration(wall)} on this CPU, more than the "
+              f"{_duration(CPU_BUDGET_S)} a CPU run is given; left for a GPU (`--device cuda`)", flush=True)
+    return "smoke", run_table(table, "smoke", **options, execute=False, estimate=True)
 
 
 def _plan_line(table_id: str, profile: str, run, jobs: int) -> str:
@@ -171,7 +191,8 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="train, compare with the paper, write results/<table>.{md,json}")
     r.add_argument("--table", action="append", metavar="ID",
                    help="table id (repeatable; default: every implemented table); see `python -m sharens list`")
-    r.add_argument("--profile", choices=PROFILES, default="quick")
+    r.add_argument("--profile", choices=("auto", *PROFILES), default="auto",
+                   help="auto (default): full on a GPU; on a CPU the largest profile each table can finish there")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
     r.add_argument("--preset", action="append", default=None,
                    help="optimizer preset, e.g. tuned, paper, he2016 (repeatable; default: the table's presets, "

@@ -26,6 +26,7 @@ from sharens.plan import CellSpec
 from sharens.training import Preset, Speed, train
 
 COSTS_FILE = "costs.json"
+CPU_BUDGET_S = 12 * 3600  # what `reproduce --profile auto` gives one table on a CPU: a night
 CALIBRATION_STEPS = 4  # timed training steps per model, after one warm-up step
 CLASSIC_SLICE = 1000  # training rows a scikit-learn estimator is timed on
 EVAL_COST = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)

@@ -60,3 +60,17 @@ def test_reproduce_prints_its_plan_and_estimate_before_any_work(data_root, tmp_p
     assert "table5_semg at smoke: 17 cells planned, 0 stored, 1 to run; estimated" in out and "thread" in out
     assert main(args) == 0
     assert "17 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
+
+
+def test_auto_runs_the_largest_profile_a_cpu_can_finish_and_says_what_it_left(data_root, tmp_path, capsys,
+                                                                               monkeypatch):
+    args = ["reproduce", "--table", "table5_semg", "--data-root", str(data_root), "--out", str(tmp_path),
+            "--dry-run", "--device", "cpu"]
+    monkeypatch.setattr(costs, "CPU_BUDGET_S", 1e9)
+    assert main(args) == 0
+    assert "table5_semg at full:" in capsys.readouterr().out
+    monkeypatch.setattr(costs, "CPU_BUDGET_S", 0)  # nothing fits: the smallest profile, and the reasons
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "`full` would take about" in out and "`quick` would take about" in out and "left for a GPU" in out
+    assert "table5_semg at smoke:" in out
