@@ -12,6 +12,8 @@ import torch
 from sharens.data import DATASETS, DataError
 
 PROFILES = ("smoke", "quick", "full")
+# a GPU lease's tables, most valuable first: Table 3's seeds (its first comparable verdict), Figure 2, the ResNets
+CAMPAIGN = ("table3_cifar10", "figure2_mnist", "resnet_cifar10")
 
 
 def _device(name: str) -> torch.device:
@@ -184,6 +186,85 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """'25m', '90s', '1.5h' or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 25m, 90s or 1.5h") from None
+
+
+def _rebuild_reports(pairs, out: Path, data_root: Path | None) -> None:
+    """Rewrite the reports of (table, profile) pairs from their stored cells."""
+    from benchmarks import get_table
+    from sharens import report
+    from sharens.runner import run_table
+
+    for table_id, profile in pairs:
+        table = get_table(table_id)
+        run = run_table(table, profile, out=out, data_root=data_root, execute=False)
+        if run.records:
+            md, _ = report.write(table, profile, run.records, out, run.outcomes)
+            print(f"{table_id} at {profile}: {len(run.records)} stored cells, {len(run.errors)} still to run -> {md}")
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    """The pending `full` network cells of the image tables, most valuable first, within --budget."""
+    from benchmarks import get_table
+    from sharens.campaign import pack, run_campaign
+
+    tables = [get_table(t) for t in args.table or CAMPAIGN]
+    try:
+        done = run_campaign(tables, device=_device(args.device), budget_s=args.budget, out=args.out,
+                            data_root=args.data_root, compile=args.compile, profile=args.profile)
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    cells = len({path.with_suffix("") for path in done.finished})
+    print(f"campaign at {args.profile}: {cells} cells finished in {done.seconds:.0f} s of a {args.budget:.0f} s "
+          f"budget; {len(done.left)} left for a later lease")
+    for line in done.left[:10] + done.failed:
+        print(f"  {line}")
+    _rebuild_reports([(t, args.profile) for t in done.tables], args.out, args.data_root)
+    if args.pack and done.finished:
+        archives, left = pack(done.finished, args.out, args.pack)
+        print(f"packed into {', '.join(str(a) for a in archives)}"
+              + (f"; {len(left)} files did not fit and stay in {args.out}/cells" if left else ""))
+    return 1 if done.failed else 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Stage the campaign's data for a GPU lease: chunk folders to carry one per call, and the script to run."""
+    from benchmarks import get_table
+    from sharens.lease import stage
+
+    try:
+        chunks = stage([get_table(t) for t in args.table or CAMPAIGN], args.dir, int(args.chunk_mib * 2**20),
+                       args.data_root)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for i, chunk in enumerate(chunks, 1):
+        step = f"sh {chunk / 'run.sh'} BUDGET" if i == len(chunks) else "true"
+        print(f"call {i}: carry {chunk}, run: {step}")
+    print(f"then: python -m sharens unpack <the files that came back> --out {Path('results')}")
+    return 0
+
+
+def cmd_unpack(args: argparse.Namespace) -> int:
+    """Put the cells a lease brought back into the results folder and rebuild their tables' reports."""
+    from sharens.campaign import unpack
+
+    try:
+        pairs = unpack(args.archive, args.out)
+        _rebuild_reports(pairs, args.out, args.data_root)
+    except (DataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sharens", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -231,6 +312,32 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("dataset", nargs="+", choices=DATASETS)
     d.add_argument("--data-root", type=Path, default=None)
     d.set_defaults(func=cmd_download)
+
+    c = sub.add_parser("campaign", help="a GPU lease's work: pending full cells of the image tables, within a budget")
+    c.add_argument("--table", action="append", metavar="ID", help=f"default, in this order: {', '.join(CAMPAIGN)}")
+    c.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    c.add_argument("--budget", type=_seconds, required=True, help="wall time it may use, e.g. 25m")
+    c.add_argument("--profile", choices=PROFILES, default="full", help="default full (smaller: to try it on a CPU)")
+    c.add_argument("--pack", type=Path, default=None,
+                   help="write the finished cells here as at most 8 tar files of at most 16 MiB (e.g. $OUT)")
+    c.add_argument("--data-root", type=Path, default=None)
+    c.add_argument("--out", type=Path, default=Path("results"))
+    c.add_argument("--compile", action="store_true")
+    c.set_defaults(func=cmd_campaign)
+
+    st = sub.add_parser("stage", help="stage the campaign's data in chunk folders for a GPU lease")
+    st.add_argument("--table", action="append", metavar="ID")
+    st.add_argument("--dir", type=Path, default=Path(".lease"), help="a git-ignored folder (default .lease)")
+    st.add_argument("--chunk-mib", type=float, default=30.0,
+                    help="bytes per call left beside the checkout (default 30 MiB)")
+    st.add_argument("--data-root", type=Path, default=None)
+    st.set_defaults(func=cmd_stage)
+
+    u = sub.add_parser("unpack", help="put the cells a lease brought back into the results and rebuild reports")
+    u.add_argument("archive", nargs="+", type=Path)
+    u.add_argument("--data-root", type=Path, default=None)
+    u.add_argument("--out", type=Path, default=Path("results"))
+    u.set_defaults(func=cmd_unpack)
     return p
 
 

@@ -13,7 +13,7 @@ from sharens.cells import CellStore, Outcomes, cell_key
 from sharens.costs import COSTS_FILE, CostModel, epochs_used
 from sharens.data import ensure, load_dataset
 from sharens.executors import EXECUTORS, PreparedData
-from sharens.plan import CELL_THREADS, plan
+from sharens.plan import CELL_THREADS, CellSpec, plan
 from sharens.training import Speed
 
 CPU = torch.device("cpu")
@@ -30,6 +30,51 @@ class TableRun:
     estimated_seconds: float | None = None
     bound_seconds: float | None = None
     device_name: str | None = None  # what the estimate is for
+
+
+@dataclass
+class Work:
+    """A table's plan at one profile, keyed, against its cell store: what is stored and what is still to run."""
+
+    keyed: list[tuple[CellSpec, str]]  # every cell of the plan, in plan order, with its key
+    store: CellStore
+    records: dict[str, dict]  # key -> record of the stored cells
+    todo: list[tuple[CellSpec, str]]  # the cells still to run (only the `rows` asked for)
+
+
+def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = None,
+            presets: list[str] | None = None, device: torch.device = CPU, data_root: Path | None = None,
+            force: bool = False, datasets: list[str] | None = None, compile: bool = False,
+            rows: list[str] | None = None, download: bool = False) -> Work:
+    """Plan `table` at a profile, key every cell on its data, and find the stored ones (see `run_table`)."""
+    profile = table.profile(profile_name)
+    presets = list(presets or table.presets)
+    for preset in presets:
+        table.preset(preset)  # fail before any work on a typo
+    specs = plan(table, profile, seeds or profile.seeds, presets, list(datasets or table.datasets),
+                 Speed.for_device(device, compile))
+    if rows:
+        labels = {spec.row.label for spec in specs}
+        if set(rows) - labels:
+            raise ValueError(f"no row {sorted(set(rows) - labels)} in {table.id} at {profile.name}; "
+                             f"rows: {', '.join(sorted(labels))}")
+    # verifies every file (and fails here, once, before any work) and keys each cell on the data it reads
+    identities = {name: ensure(name, data_root, allow_download=download)
+                  for name in dict.fromkeys(s.dataset for s in specs)}
+    store = CellStore(out, table.id, profile.name)
+    keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
+    if not force:  # cells committed with a report (a fresh clone, a GPU lease's return) count as stored
+        store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
+    records: dict[str, dict] = {}
+    todo = []
+    for spec, key in keyed:
+        record = None if force else store.load(spec, key)
+        if record is None:
+            if not rows or spec.row.label in rows:
+                todo.append((spec, key))
+        else:
+            records[key] = record
+    return Work(keyed, store, records, todo)
 
 
 def run_table(
@@ -62,40 +107,16 @@ def run_table(
     `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run. With
     `download`, a data set whose files are missing is downloaded into the data root first.
     """
-    profile = table.profile(profile_name)
-    presets = list(presets or table.presets)
-    for preset in presets:
-        table.preset(preset)  # fail before any work on a typo
     if jobs > 1 and device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
-    specs = plan(table, profile, seeds or profile.seeds, presets, list(datasets or table.datasets),
-                 Speed.for_device(device, compile))
-    if rows:
-        labels = {spec.row.label for spec in specs}
-        if set(rows) - labels:
-            raise ValueError(f"no row {sorted(set(rows) - labels)} in {table.id} at {profile.name}; "
-                             f"rows: {', '.join(sorted(labels))}")
-    # verifies every file (and fails here, once, before any work) and keys each cell on the data it reads
-    identities = {name: ensure(name, data_root, allow_download=download)
-                  for name in dict.fromkeys(s.dataset for s in specs)}
-    store = CellStore(out, table.id, profile.name)
-    keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
-    if not force:  # cells committed with a report (a fresh clone, a GPU lease's return) count as stored
-        store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
-    records: dict[str, dict] = {}
-    todo = []
-    for spec, key in keyed:
-        record = None if force else store.load(spec, key)
-        if record is None:
-            if not rows or spec.row.label in rows:
-                todo.append((spec, key))
-        else:
-            records[key] = record
+    work = pending(table, profile_name, out=out, seeds=seeds, presets=presets, device=device, data_root=data_root,
+                   force=force, datasets=datasets, compile=compile, rows=rows, download=download)
+    keyed, store, records, todo = work.keyed, work.store, work.records, work.todo
     if not execute:
         finished = [records[key] for _, key in keyed if key in records]
-        pending = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
+        waiting = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
                    for s, _ in todo]
-        run = TableRun(finished, pending, Outcomes.from_store(store, finished), planned=len(keyed))
+        run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed))
         if estimate:
             costs = CostModel(Path(out) / COSTS_FILE, device, CELL_THREADS)
             data = PreparedData(device, data_root)

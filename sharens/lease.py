@@ -1,0 +1,68 @@
+"""Stage a campaign for a borrowed GPU that receives only the checkout, a limited number of bytes per call.
+
+`stage` copies the verified data files the campaign's tables read into a git-ignored folder, cut into
+chunk folders of at most `chunk_bytes` each (the checkout travels with every call, so a chunk is what is
+left of a call's allowance), and writes `run.sh`: on the device it joins the chunks, checks every file's
+sha256, and runs the campaign with its cells packed into `$OUT`. Carry one chunk folder per call, in order,
+while the machine stays warm (ignored files stay on it between calls); the last chunk holds `run.sh`, which
+the last call runs. The folder must be git-ignored, or the chunks would travel with every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import shutil
+from pathlib import Path
+
+from sharens.data import SOURCES, cache_dir, data_root
+
+RUN_SCRIPT = """#!/bin/sh
+# Written by `python -m sharens stage`: run on the device machine once every chunk folder has been carried
+# there (this script travels in the last one). Usage: sh {script} BUDGET (e.g. 8m)
+set -e
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/../.."
+{joins}
+(cd {folder}/data && sha256sum -c --quiet "$here/SHA256SUMS")
+export PYTHONPATH="$PWD${{PYTHONPATH:+:$PYTHONPATH}}" PYTHONUNBUFFERED=1
+export SHARENS_DATA="$PWD/{folder}/data" SHARENS_CACHE="$PWD/{folder}/cache"
+python3 -m sharens campaign --device cuda --budget "${{1:-8m}}" --pack "${{OUT:-{folder}/out}}" {tables}
+"""
+
+
+def stage(tables: list, folder: Path, chunk_bytes: int, root: Path | None = None) -> list[Path]:
+    """Write the chunk folders and `run.sh` for `tables` into `folder`; return the chunk folders in order."""
+    root = data_root(root)
+    files: dict[str, Path] = {}
+    for name in dict.fromkeys(d for table in tables for d in table.datasets):
+        for label, (path, _) in SOURCES[name].sources(root, cache_dir()).items():
+            files[label] = path
+    if folder.exists():
+        shutil.rmtree(folder)
+    chunks: list[Path] = []
+    room = 0
+    joins, sums = [], []
+    for label, path in files.items():
+        data = path.read_bytes()
+        sums.append(f"{hashlib.sha256(data).hexdigest()}  {label}")
+        pieces = []
+        for start in range(0, len(data), chunk_bytes):
+            piece = data[start: start + chunk_bytes]
+            if not chunks or len(piece) > room:
+                chunks.append(folder / f"chunk-{len(chunks) + 1:02d}")
+                chunks[-1].mkdir(parents=True)
+                room = chunk_bytes
+            target = chunks[-1] / f"{label.replace('/', '__')}.{start // chunk_bytes:04d}"
+            target.write_bytes(piece)
+            room -= len(piece)
+            pieces.append(target.relative_to(folder.parent))
+        joins.append(f"mkdir -p {folder.name}/data/{shlex.quote(str(Path(label).parent))} && cat "
+                     + " ".join(shlex.quote(str(p)) for p in pieces)
+                     + f" > {folder.name}/data/{shlex.quote(label)}")
+    last = chunks[-1]
+    (last / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    script = RUN_SCRIPT.format(folder=folder.name, script=last.relative_to(folder.parent) / "run.sh",
+                               joins="\n".join(joins), tables=" ".join(f"--table {t.id}" for t in tables))
+    (last / "run.sh").write_text(script)
+    return chunks

@@ -1,0 +1,100 @@
+"""A GPU lease's campaign: within its budget, most valuable cells first, resumable, packed to fit what a lease
+brings back, unpacked into the results; and the staging of its data in chunk folders."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import get_table
+from sharens import campaign, costs
+from sharens.cli import main
+from sharens.runner import run_table
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def lstm_cells_never_fit(monkeypatch):
+    """The cost model says an LSTM cell needs a day and anything else nothing: which cells fit is then certain."""
+    def seconds(self, spec, data, epochs=None):
+        return 86400.0 if spec.network.backbone == "deep_lstm" else 0.0
+
+    monkeypatch.setattr(costs.CostModel, "seconds", seconds)
+    monkeypatch.setattr(campaign, "RESERVE", 0.0)
+
+
+def test_a_campaign_runs_what_fits_in_order_and_the_next_one_resumes(data_root, tmp_path, lstm_cells_never_fit):
+    table = get_table("table5_semg")
+    done = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path, data_root=data_root,
+                                 profile="smoke")
+    run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
+    ran = {r["model"] for r in run.records}
+    assert ran == {"DNN", "DNN+SE", "DNN+SE (accuracy-weighted vote)", "DNN x2 (independent)"}  # no classic rows
+    assert len(done.finished) == 2 * len(run.records) and done.tables == ["table5_semg"] and not done.failed
+    assert len(done.left) == 12 and all("Deep LSTM" in line and "needs up to 86400 s" in line for line in done.left)
+    again = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path, data_root=data_root,
+                                  profile="smoke")
+    assert not again.finished and len(again.left) == 12  # resumed: the stored cells are not run again
+
+
+def test_a_spent_budget_starts_nothing(data_root, tmp_path, lstm_cells_never_fit):
+    done = campaign.run_campaign([get_table("table5_semg")], device=CPU, budget_s=0, out=tmp_path,
+                                 data_root=data_root, profile="smoke")
+    assert not done.finished and all("budget is spent" in line for line in done.left)
+
+
+def test_packs_fit_what_a_lease_brings_back_and_unpack_restores_the_cells(data_root, tmp_path, monkeypatch,
+                                                                          lstm_cells_never_fit, capsys):
+    table = get_table("table5_semg")
+    done = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path / "lease", data_root=data_root,
+                                 profile="smoke")
+    biggest = max(p.stat().st_size for p in done.finished)
+    monkeypatch.setattr(campaign, "PACK_BYTES", 3 * biggest)  # room for about one cell per pack
+    monkeypatch.setattr(campaign, "MAX_PACKS", 3)
+    archives, left = campaign.pack(done.finished, tmp_path / "lease", tmp_path / "OUT")
+    assert len(archives) == 3 and all(a.stat().st_size <= 3 * biggest for a in archives)
+    assert left and {p.with_suffix("") for p in left}.isdisjoint({p.with_suffix("") for p in done.finished[:2]})
+    assert main(["unpack", *map(str, archives), "--out", str(tmp_path / "results"), "--data-root",
+                 str(data_root)]) == 0
+    assert "table5_semg at smoke" in capsys.readouterr().out and (tmp_path / "results" / "table5_semg.md").exists()
+    back = run_table(table, "smoke", out=tmp_path / "results", data_root=data_root, execute=False)
+    shipped = len({p.with_suffix("") for p in done.finished}) - len({p.with_suffix("") for p in left})
+    assert len(back.records) == shipped and all(back.outcomes.get(r) is not None for r in back.records)
+
+
+def test_unpack_refuses_an_archive_that_is_not_cells(tmp_path, capsys):
+    import tarfile
+
+    (tmp_path / "evil").write_text("x")
+    with tarfile.open(tmp_path / "bad.tar", "w") as tar:
+        tar.add(tmp_path / "evil", arcname="../evil")
+    assert main(["unpack", str(tmp_path / "bad.tar"), "--out", str(tmp_path / "results")]) == 1
+    assert "is not a cell file" in capsys.readouterr().err and not (tmp_path / "results").exists()
+
+
+def test_stage_cuts_the_data_into_chunks_that_run_sh_joins_and_checks(data_root, tmp_path, capsys):
+    """The staged chunks, copied into a checkout as consecutive calls would, are joined, verified, and handed
+    to the campaign (a stand-in `python3` records its arguments)."""
+    repo = tmp_path / "repo"
+    assert main(["stage", "--table", "figure2_mnist", "--dir", str(repo / ".lease"), "--chunk-mib", "4",
+                 "--data-root", str(data_root)]) == 0
+    calls = [line for line in capsys.readouterr().out.splitlines() if line.startswith("call")]
+    chunks = sorted((repo / ".lease").glob("chunk-*"))
+    assert len(calls) == len(chunks) >= 3 and "run.sh" in calls[-1]
+    assert all(sum(p.stat().st_size for p in c.iterdir() if ".gz." in p.name) <= 4 * 2**20 for c in chunks)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\necho "$@" > "$OUT/args"\n')
+    (fake / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "OUT": str(tmp_path)}
+    subprocess.run(["sh", str(chunks[-1] / "run.sh"), "3m"], check=True, env=env, cwd=tmp_path)
+    for rel in ("mnist/train-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz"):
+        assert (repo / ".lease" / "data" / rel).read_bytes() == (data_root / rel).read_bytes()
+    args = (tmp_path / "args").read_text().split()
+    assert args[:5] == ["-m", "sharens", "campaign", "--device", "cuda"] and "3m" in args and "figure2_mnist" in args
+    (repo / ".lease" / "chunk-01" / next(Path(repo / ".lease" / "chunk-01").iterdir()).name).write_bytes(b"bad")
+    broken = subprocess.run(["sh", str(chunks[-1] / "run.sh")], env=env, cwd=tmp_path, capture_output=True)
+    assert broken.returncode != 0  # a chunk that does not join into the verified file stops it
