@@ -44,15 +44,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     failed = False
     for table in tables:
         start = time.perf_counter()
-        options = dict(out=args.out, seeds=args.seeds, presets=args.preset, device=device, data_root=args.data_root,
+        options = dict(seeds=args.seeds, presets=args.preset, device=device, data_root=args.data_root,
                        force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows,
                        download=not (args.no_download or args.dry_run))  # a dry run fetches nothing
         try:
-            profile, planned = _choose_profile(table, args.profile, options)
+            profile, planned = _choose_profile(table, args.profile, args.out, options)
             print(_plan_line(table.id, profile, planned, args.jobs), flush=True)
             if args.dry_run:
                 continue
-            run = run_table(table, profile, **options)
+            out = _out(args.out, profile)
+            run = run_table(table, profile, out=out, **options)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -61,29 +62,37 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
         failed |= bool(run.errors)
         if run.records:
-            md, js = report.write(table, profile, run.records, args.out, run.outcomes)
+            md, js = report.write(table, profile, run.records, out, run.outcomes)
             print(f"{table.id}: {len(run.records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
     return 1 if failed else 0
 
 
-def _choose_profile(table, asked: str, options: dict):
+def _out(asked: Path | None, profile: str) -> Path:
+    """The results folder: the one asked for, else where the committed results of the profile live."""
+    return asked or (Path("results") if profile == "full" else Path("results") / profile)
+
+
+def _choose_profile(table, asked: str, out: Path | None, options: dict):
     """(profile, its planned run): the one asked for, or with `auto` the largest this device can finish
     (`costs.CPU_BUDGET_S` on a CPU; a GPU runs `full`), saying what is left for a GPU and why."""
     from sharens.costs import CPU_BUDGET_S
     from sharens.runner import run_table
 
+    def planned(name):
+        return run_table(table, name, out=_out(out, name), **options, execute=False, estimate=True)
+
     if asked != "auto":
-        return asked, run_table(table, asked, **options, execute=False, estimate=True)
+        return asked, planned(asked)
     if options["device"].type == "cuda":
-        return "full", run_table(table, "full", **options, execute=False, estimate=True)
+        return "full", planned("full")
     for name in ("full", "quick"):
-        planned = run_table(table, name, **options, execute=False, estimate=True)
-        wall = planned.estimated_seconds / options["jobs"]
+        run = planned(name)
+        wall = run.estimated_seconds / options["jobs"]
         if wall <= CPU_BUDGET_S:
-            return name, planned
+            return name, run
         print(f"{table.id}: `{name}` would take about {_duration(wall)} on this CPU, more than the "
               f"{_duration(CPU_BUDGET_S)} a CPU run is given; left for a GPU (`--device cuda`)", flush=True)
-    return "smoke", run_table(table, "smoke", **options, execute=False, estimate=True)
+    return "smoke", planned("smoke")
 
 
 def _plan_line(table_id: str, profile: str, run, jobs: int) -> str:
@@ -281,7 +290,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument("--data-root", type=Path, default=None,
                    help="data root (default: $SHARENS_DATA, else datasets/)")
-    r.add_argument("--out", type=Path, default=Path("results"))
+    r.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: results/ for full, results/<profile>/ for smoke and quick, "
+                        "where the committed results of each profile live)")
     r.add_argument("--force", action="store_true", help="redo finished cells instead of resuming")
     r.add_argument("--jobs", type=int, default=1,
                    help="CPU worker processes, one thread and one cell at a time each (default 1)")
