@@ -47,13 +47,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         options = dict(seeds=args.seeds, presets=args.preset, device=device, data_root=args.data_root,
                        force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows,
                        download=not (args.no_download or args.dry_run))  # a dry run fetches nothing
+        where = dict(executor=args.executor, address=args.address)
         try:
             profile, planned = _choose_profile(table, args.profile, args.out, options)
             print(_plan_line(table.id, profile, planned, args.jobs), flush=True)
             if args.dry_run:
                 continue
             out = _out(args.out, profile)
-            run = run_table(table, profile, out=out, **options)
+            run = run_table(table, profile, out=out, **options, **where)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -275,6 +276,8 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from sharens.executors import EXECUTORS
+
     p = argparse.ArgumentParser(prog="python -m sharens", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -296,6 +299,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="redo finished cells instead of resuming")
     r.add_argument("--jobs", type=int, default=1,
                    help="CPU worker processes, one thread and one cell at a time each (default 1)")
+    r.add_argument("--executor", choices=sorted(EXECUTORS), default=None,
+                   help="where cells run (default: processes with --jobs > 1, else here); ray: one task per cell")
+    r.add_argument("--address", default=None,
+                   help="with --executor ray: the cluster's address, e.g. 10.0.0.5:6379 (default: a local one)")
     r.add_argument("--compile", action="store_true",
                    help="torch.compile every model (worth it on a GPU for long runs; recorded in each cell)")
     r.add_argument("--rows", action="append", metavar="LABEL", default=None,

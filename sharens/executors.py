@@ -1,11 +1,13 @@
 """Where cells run: every executor registered by name.
 
 An executor takes the cells to run (spec and key), the device and the data
-root, and yields `(spec, key, result)` as cells finish, where result is
-`(record, outcomes)` or the exception the cell raised. It holds no state
-between cells that could change a number: each spec seeds itself and fixes
-its own thread count, so every executor gives the same numbers. The runner
-stores each result as it arrives.
+root (and its own options, such as `jobs` or a cluster's `address`), and
+yields `(spec, key, result)` as cells finish, where result is `(record,
+outcomes)` or the exception the cell raised. It holds no state between cells
+that could change a number: each spec seeds itself and fixes its own thread
+count, so every executor gives the same numbers. The runner, in the driving
+process, stores each result as it arrives, so no executor needs a shared
+filesystem for results.
 """
 
 from __future__ import annotations
@@ -82,3 +84,47 @@ def run_in_processes(todo: list[tuple[CellSpec, str]], device: torch.device, dat
             spec, key = futures[future]
             exc = future.exception()
             yield spec, key, exc if exc is not None else future.result()
+
+
+RAY_RETRIES = 3  # a cell whose worker process dies (killed, out of memory) runs again, up to this many times
+SMALL_BACKBONES = ("pyramid_dnn", "mlp")  # tabular nets that leave a GPU mostly idle: they share one
+SMALL_CELL_GPU = 0.25
+
+
+def ray_resources(spec: CellSpec, device: torch.device) -> dict:
+    """What a cell's Ray task declares: its CPU threads, and on a GPU a whole device, or a share of one for
+    the small tabular networks (scikit-learn cells need none)."""
+    gpus = 0.0
+    if device.type == "cuda" and spec.network is not None:
+        gpus = SMALL_CELL_GPU if spec.network.backbone in SMALL_BACKBONES else 1.0
+    return {"num_cpus": spec.threads, "num_gpus": gpus}
+
+
+@register_executor("ray")
+def run_on_ray(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
+               jobs: int = 1, address: str | None = None) -> Iterator[tuple[CellSpec, str, Result]]:
+    """One Ray task per cell on the cluster at `address` (None: a local one of `jobs` CPUs). Tasks return
+    their record and outcomes to this process; every node reads the data at `data_root` (or its own
+    $SHARENS_DATA). A task whose worker dies is retried (`RAY_RETRIES`); one that raises is not."""
+    import ray
+
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(_run_in_worker)
+        running = {task.options(**ray_resources(spec, device), max_retries=RAY_RETRIES, retry_exceptions=False)
+                   .remote(spec, device.type, data_root): (spec, key) for spec, key in todo}
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            spec, key = running.pop(ref)
+            try:
+                result: Result = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:  # the cell raised: its own exception, as other executors
+                result = exc.as_instanceof_cause()
+            except ray.exceptions.RayError as exc:  # its worker died more often than retried
+                result = exc
+            yield spec, key, result
+    finally:
+        ray.shutdown()

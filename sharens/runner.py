@@ -94,6 +94,8 @@ def run_table(
     rows: list[str] | None = None,
     estimate: bool = False,
     download: bool = False,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
@@ -105,10 +107,15 @@ def run_table(
     the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows` (labels)
     restricts what runs, not what is reported: every stored cell of the plan stays in the result. With
     `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run. With
-    `download`, a data set whose files are missing is downloaded into the data root first.
+    `download`, a data set whose files are missing is downloaded into the data root first. `executor` names
+    where cells run (`sharens.executors`; default: worker processes when `jobs` > 1, else this process);
+    `address` is a Ray cluster's.
     """
-    if jobs > 1 and device.type != "cpu":
-        raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
+    executor = executor or ("processes" if jobs > 1 else "local")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    if executor == "processes" and device.type != "cpu":
+        raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time (or use --executor ray)")
     work = pending(table, profile_name, out=out, seeds=seeds, presets=presets, device=device, data_root=data_root,
                    force=force, datasets=datasets, compile=compile, rows=rows, download=download)
     keyed, store, records, todo = work.keyed, work.store, work.records, work.todo
@@ -130,9 +137,9 @@ def run_table(
     for name in dict.fromkeys(spec.dataset for spec, _ in todo):
         load_dataset(name, data_root)  # a file that verifies but does not parse fails here; fills the cache
     errors = []
-    executor = EXECUTORS["processes" if jobs > 1 else "local"]
+    options = {"address": address} if address else {}
     with tqdm(total=len(todo), desc=table.id, disable=None) as progress:
-        for spec, key, result in executor(todo, device, data_root, jobs=jobs):
+        for spec, key, result in EXECUTORS[executor](todo, device, data_root, jobs=jobs, **options):
             if isinstance(result, BaseException):
                 errors.append(f"{spec.dataset} / {spec.row.label} / {spec.preset or 'classic'} / seed {spec.seed}: "
                               f"{type(result).__name__}: {result}")
