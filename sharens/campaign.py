@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from sharens.benchmark import Table
-from sharens.costs import COSTS_FILE, CostModel
+from sharens.costs import CostModel
 from sharens.executors import EXECUTORS, PreparedData
 from sharens.plan import CELL_THREADS
 from sharens.runner import pending
@@ -48,7 +48,7 @@ def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, 
     """Run the pending network cells of `tables` at `profile`, in order, as long as each fits the budget."""
     start = time.monotonic()
     deadline = start + budget_s - RESERVE
-    costs = CostModel(Path(out) / COSTS_FILE, device, CELL_THREADS)
+    costs = CostModel(device, CELL_THREADS)
     data = PreparedData(device, data_root)
     result = Campaign()
     for table in tables:

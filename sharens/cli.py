@@ -167,7 +167,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from benchmarks import IMPLEMENTED, get_table
     from sharens.training import PRESETS, describe
 
-    for table_id in IMPLEMENTED:
+    for table_id in args.table or IMPLEMENTED:
         table = get_table(table_id)
         print(f"{table.id}: {table.title}")
         print(f"  data sets: {', '.join(table.datasets)}")
@@ -176,12 +176,29 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  rows cited from the paper, not re-run: {', '.join(table.cited)}")
         for profile in table.profiles.values():
             print(f"  profile {profile.name}: {profile.description}")
+            if args.costs:
+                print(f"    cost: {_profile_cost(table, profile.name, _device(args.device), args.data_root)}")
         print(f"  presets run by default: {', '.join(table.presets)}")
         for preset in table.preset_overrides.values():
             print(f"  preset {preset.name} (this table's): {describe(preset.config())}; {preset.why}")
     for preset in PRESETS.values():
         print(f"preset {preset.name}: {describe(preset.config())}; {preset.why}")
     return 0
+
+
+def _profile_cost(table, profile: str, device: torch.device, data_root: Path | None) -> str:
+    """The cost model's time for a whole profile of the table, and for what is still to run of it."""
+    from sharens.runner import run_table
+
+    try:
+        whole = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
+                          execute=False, estimate=True, force=True)
+        now = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
+                        execute=False, estimate=True)
+    except DataError as exc:
+        return f"unknown ({exc})"
+    return (f"at most {_duration(whole.bound_seconds)} for its {whole.planned} cells on {whole.device_name}, "
+            f"one at a time; {len(now.records)} stored, the rest about {_duration(now.estimated_seconds)}")
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -324,6 +341,11 @@ def parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     lst = sub.add_parser("list", help="tables, models, profiles and presets")
+    lst.add_argument("--table", action="append", metavar="ID", help="only these tables (repeatable)")
+    lst.add_argument("--costs", action="store_true",
+                     help="add each profile's time on this device from the cost model (times each model once)")
+    lst.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    lst.add_argument("--data-root", type=Path, default=None)
     lst.set_defaults(func=cmd_list)
 
     d = sub.add_parser("download", help="fetch official data files into the data root (needs internet)")

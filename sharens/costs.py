@@ -5,7 +5,7 @@ the estimate is an upper bound), evaluates its held-out rows every epoch and its
 member. Its rate (training samples per second) is measured once per model and device by timing a few steps
 of the cell's own training loop on its own data. A scikit-learn cell is timed on a slice of its rows and
 scaled to the full size by how its estimator's fit grows with rows (`GROWTH`). Measurements are kept in
-`<out>/costs.json`, keyed by device, so a second dry run is instant.
+`costs.json` in the cache dir (this machine's), keyed by device, so a second dry run is instant.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sharens import provenance
 from sharens.atomic import write_json
 from sharens.classic import build_classic
+from sharens.data import cache_dir
 from sharens.execute import DeviceData, build_model, fixed_threads
 from sharens.plan import CellSpec
 from sharens.training import Preset, Speed, train
@@ -43,8 +44,8 @@ _RATE_FREE = ("epochs", "members", "vote", "holdout", "patience", "stop_on", "pr
 class CostModel:
     """Seconds per cell on one device; measurements kept in a JSON file beside the results."""
 
-    def __init__(self, path: Path, device: torch.device, threads_per_cell: int):
-        self.path, self.device = Path(path), device
+    def __init__(self, device: torch.device, threads_per_cell: int, path: Path | None = None):
+        self.path, self.device = Path(path) if path else cache_dir() / COSTS_FILE, device
         self.device_name = provenance.device_name(device, threads_per_cell)
         try:
             self.kept = json.loads(self.path.read_text())

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from sharens.benchmark import Table
 from sharens.cells import CellStore, Outcomes, cell_key
-from sharens.costs import COSTS_FILE, CostModel, epochs_used
+from sharens.costs import CostModel, epochs_used
 from sharens.data import ensure, load_dataset
 from sharens.executors import EXECUTORS, PreparedData
 from sharens.plan import CELL_THREADS, CellSpec, plan
@@ -125,7 +125,7 @@ def run_table(
                    for s, _ in todo]
         run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed))
         if estimate:
-            costs = CostModel(Path(out) / COSTS_FILE, device, CELL_THREADS)
+            costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
             used = epochs_used(finished)
             run.bound_seconds = sum(costs.seconds(spec, data.for_spec(spec)) for spec, _ in todo)

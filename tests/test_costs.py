@@ -8,6 +8,7 @@ import torch
 from benchmarks import get_table
 from sharens import costs
 from sharens.cli import main
+from sharens.data import cache_dir
 from sharens.executors import PreparedData
 from sharens.plan import plan
 from sharens.runner import run_table
@@ -19,7 +20,7 @@ def test_the_cost_model_measures_each_model_once_and_keeps_it(data_root, tmp_pat
     table = get_table("table5_semg")
     run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
     assert run.estimated_seconds > 0 and run.bound_seconds == run.estimated_seconds  # nothing finished yet
-    assert "thread" in run.device_name and (tmp_path / "costs.json").exists()
+    assert "thread" in run.device_name and (cache_dir() / "costs.json").exists()
 
     def measured_again(*args):
         raise AssertionError("a kept measurement was taken again")
@@ -35,7 +36,7 @@ def test_a_cells_estimate_grows_with_its_epochs_and_members(data_root, tmp_path)
     spec = next(s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["semg"])
                 if s.network and s.network.members == 1)
     data = PreparedData(CPU, data_root).for_spec(spec)
-    model = costs.CostModel(tmp_path / "costs.json", CPU, 1)
+    model = costs.CostModel(CPU, 1, tmp_path / "costs.json")
     one = model.seconds(spec, data)
     assert model.seconds(spec, data, epochs=2 * spec.network.epochs) > 1.5 * one
     doubled = dataclasses.replace(spec, network=dataclasses.replace(spec.network, members=2))
@@ -74,3 +75,11 @@ def test_auto_runs_the_largest_profile_a_cpu_can_finish_and_says_what_it_left(da
     out = capsys.readouterr().out
     assert "`full` would take about" in out and "`quick` would take about" in out and "left for a GPU" in out
     assert "table5_semg at smoke:" in out
+
+
+def test_list_gives_each_profiles_cost_from_the_cost_model(data_root, capsys, monkeypatch):
+    monkeypatch.setattr(costs.CostModel, "seconds", lambda self, spec, data, epochs=None: 60.0)
+    assert main(["list", "--table", "table5_semg", "--costs", "--device", "cpu", "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("    cost: at most") == 3  # smoke, quick, full
+    assert "at most 85 min for its 85 cells on" in out  # full: 85 cells of a minute each
