@@ -31,14 +31,16 @@ from sharens.training import Preset, Speed, train
 
 COSTS_FILE = "costs.json"
 CPU_BUDGET_S = 12 * 3600  # what `reproduce --profile auto` gives one table on a CPU: a night
-CALIBRATION_STEPS = 4  # timed training steps per model, after one warm-up step
+CALIBRATION_STEPS = 2  # timed training steps per model, after one warm-up step
 CLASSIC_SLICE = 1000  # training rows a scikit-learn estimator is timed on
 EVAL_COST = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 # how the fit time of each scikit-learn estimator grows with its training rows (exponent)
 GROWTH = {"random_forest": 1.0, "logistic_regression": 1.0, "svm_rbf": 2.0, "svm_linear": 1.0,
           "svm_linear_sgd": 1.0}
-# what a network's training rate does not depend on
-_RATE_FREE = ("epochs", "members", "vote", "holdout", "patience", "stop_on", "probe_gradients")
+# what a network's training rate does not depend on, or hardly (SE's heads cost a few % of the backbone: one
+# timing serves the baseline, SE and DSN of a backbone)
+_RATE_FREE = ("epochs", "members", "vote", "holdout", "patience", "stop_on", "probe_gradients", "heads_per_tap",
+              "tap_weights")
 
 
 class CostModel:
