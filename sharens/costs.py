@@ -25,7 +25,7 @@ from sharens import provenance
 from sharens.atomic import write_json
 from sharens.classic import build_classic
 from sharens.data import cache_dir
-from sharens.execute import DeviceData, build_model, fixed_threads
+from sharens.execute import DeviceData, build_model, fixed_threads, flops_per_sample
 from sharens.plan import CellSpec
 from sharens.training import Preset, Speed, train
 
@@ -62,15 +62,15 @@ class CostModel:
         if spec.classic is not None:
             return self._measure(_classic_key(spec), lambda: _classic_seconds(spec, data))
         net = spec.network
-        rate = self._measure(_network_key(spec), lambda: _network_rate(spec, data, self.device))
+        rate, setup = self._measure(_network_key(spec), lambda: _network_rate(spec, data, self.device))
         held = round(n_train * net.holdout)
         per_member = (epochs or net.epochs) * (n_train - held + EVAL_COST * held) + EVAL_COST * n_test
-        return net.members * per_member / rate
+        return net.members * (setup + per_member / rate)
 
     def save(self) -> None:
         write_json(self.path, self.kept)
 
-    def _measure(self, key: str, measure) -> float:
+    def _measure(self, key: str, measure):
         if key not in self.measured:
             self.measured[key] = measure()
         return self.measured[key]
@@ -82,7 +82,7 @@ def _digest(what: dict) -> str:
 
 def _network_key(spec: CellSpec) -> str:
     net = {k: v for k, v in asdict(spec.network).items() if k not in _RATE_FREE}
-    return "network " + _digest({"dataset": spec.dataset, "threads": spec.threads, **net})
+    return "network/2 " + _digest({"dataset": spec.dataset, "threads": spec.threads, **net})
 
 
 def _classic_key(spec: CellSpec) -> str:
@@ -90,19 +90,24 @@ def _classic_key(spec: CellSpec) -> str:
                                  **asdict(spec.classic)})
 
 
-def _network_rate(spec: CellSpec, data: DeviceData, device: torch.device) -> float:
-    """Training samples per second of the cell's model, over a few steps of its own training loop."""
+def _network_rate(spec: CellSpec, data: DeviceData, device: torch.device) -> tuple[float, float]:
+    """(training samples per second of the cell's model, over a few steps of its own training loop; seconds
+    a cell spends on it besides training: building it and counting its FLOPs)."""
     net = spec.network
     x, y = data.x(net.inputs)[0], data.y_train
     batch = min(net.batch_size, len(y))
     with fixed_threads(spec.threads):
-        torch.manual_seed(spec.seed)
-        model = build_model(net, x, data.num_classes).to(device)
+        for _ in range(2):  # the second time: without the first call's one-off costs
+            start = time.perf_counter()
+            torch.manual_seed(spec.seed)
+            model = build_model(net, x, data.num_classes).to(device)
+            flops_per_sample(model, data.x(net.inputs)[1])
+            setup = time.perf_counter() - start
         options = dict(preset=Preset(**net.optimizer), epochs=1, batch_size=batch, seed=spec.seed,
                        speed=Speed(**net.speed))
         train(model, x[:batch], y[:batch], **options)  # warm-up: first-call allocations and kernel choices
         steps = min(CALIBRATION_STEPS, len(y) // batch)
-        return train(model, x[: steps * batch], y[: steps * batch], **options).samples_per_s
+        return train(model, x[: steps * batch], y[: steps * batch], **options).samples_per_s, setup
 
 
 def _classic_seconds(spec: CellSpec, data: DeviceData) -> float:
