@@ -63,6 +63,12 @@ def markdown(doc: dict, table: Table) -> str:
     if len(prov["cell_git_revisions"]) > 1:
         lines += [f"**Mixed revisions:** the cells behind this table ran at {len(prov['cell_git_revisions'])} "
                   "git revisions (listed above); rows may mix code versions. Rerun with `--force` for one.", ""]
+    seeds = len(prov["seeds"])
+    partial = [f"{r['model']} ({r['preset']}, {r['dataset']}): {r['accuracy']['n']}" for r in doc["rows"]
+               if r.get("accuracy") and 0 < r["accuracy"]["n"] < seeds]
+    if partial:
+        lines += [f"**Incomplete:** these rows have fewer of the {seeds} seeds than the others (a run cut short or "
+                  f"still going); their intervals and verdicts rest on the seeds listed: {'; '.join(partial)}.", ""]
     if doc["cells_without_outcomes"]:
         lines += [f"**Older cells:** {doc['cells_without_outcomes']} finished cells of this table come from runs "
                   "that kept no per-row outcomes; statistics over test rows need those cells rerun.", ""]

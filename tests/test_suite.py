@@ -316,7 +316,11 @@ def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_pa
     del cells[1]["outcomes"]
     markdown = report.markdown(document.build(get_table("table5_semg"), "smoke", cells), get_table("table5_semg"))
     assert "**Mixed revisions:** the cells behind this table ran at 2 git revisions" in markdown
-    assert "**Older cells:** 1 finished cells" in markdown
+    assert "**Older cells:** 1 finished cells" in markdown and "**Incomplete:**" not in markdown
+    dropped = [c for c in cells if not (c["model"] == "DNN" and c["preset"] == "paper" and c["seed"] == 1)]
+    markdown = report.markdown(document.build(get_table("table5_semg"), "smoke", dropped), get_table("table5_semg"))
+    assert "**Incomplete:** these rows have fewer of the 2 seeds than the others" in markdown
+    assert "DNN (paper, semg): 1" in markdown
 
 
 def test_dry_run_and_a_report_from_the_cell_store(smoke_out, data_root, tmp_path, capsys):
