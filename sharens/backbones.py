@@ -101,6 +101,7 @@ class DeepLSTM(TappedBackbone):
         else:
             self.steps, self.step_features = steps, length // steps
         self.readout = readout
+        self.batchable = False  # nn.LSTM has no vmap batching rule
         sizes = [self.step_features] + [hidden] * layers
         self.layers = nn.ModuleList(
             nn.LSTM(sizes[i], hidden, batch_first=True) for i in range(layers)
@@ -282,7 +283,7 @@ class CenteredImages(TappedBackbone):
     def __init__(self, backbone: TappedBackbone, pixel_mean: torch.Tensor):
         super().__init__()
         self.backbone = backbone
-        self.tap_features = backbone.tap_features
+        self.tap_features, self.init, self.batchable = backbone.tap_features, backbone.init, backbone.batchable
         self.register_buffer("pixel_mean", pixel_mean.float())
 
     @classmethod

@@ -26,6 +26,7 @@ class TappedBackbone(nn.Module):
 
     tap_features: dict[str, int]
     init: str = "PyTorch default"  # how its layers were initialised, as a report states it
+    batchable: bool = True  # torch.func.vmap can run copies of it at once (see sharens.members)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -13,7 +13,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -172,6 +172,68 @@ def heldout_loss(model: SharingEnsemble, x: torch.Tensor, y: torch.Tensor, speed
     return loss
 
 
+class Progress:
+    """One model's run, epoch by epoch: its curves, the divergence check, the stopping rule and the weights it
+    keeps. `train` keeps one, `members.train_members` one per member, so both decide alike."""
+
+    def __init__(self, total_head_weight: float, steps_per_epoch: int, patience: int | None, stop_on: str):
+        if stop_on not in STOP_RULES:
+            raise ValueError(f"stop_on must be one of {STOP_RULES}, not {stop_on!r}")
+        self.result = TrainResult(0.0, 0, 0, math.nan)
+        self.total_head_weight, self.steps_per_epoch = total_head_weight, steps_per_epoch
+        self.patience, self.stop_on = patience, stop_on
+        self.step, self.done, self.kept = 0, False, None
+        self._best_loss, self._best_at = math.inf, 0
+
+    def end_epoch(self, epoch: int, losses: torch.Tensor, hits: torch.Tensor,
+                  heldout_loss: Callable[[], float] | None, state: Callable[[], dict]) -> None:
+        """Book one finished epoch (`losses`, `hits`: per step, on the device); set `done` when the model stops.
+
+        `state()` returns a copy of the model's weights: taken at the best held-out epoch, and when it stops."""
+        result = self.result
+        bad = ~torch.isfinite(losses) | (losses > EXPLODED_LOSS * self.total_head_weight)
+        if bad.any():
+            first_bad = int(bad.nonzero()[0])
+            result.diverged_at_step, result.stopped = self.step + first_bad, "diverged"
+            result.final_loss = float(losses[first_bad])
+            self.step += first_bad
+            self._stop(state)
+            return
+        self.step += self.steps_per_epoch
+        result.final_loss = float(losses[-1])
+        result.epoch_loss.append(losses.mean().item() / self.total_head_weight)
+        result.epoch_train_accuracy.append(100.0 * hits.mean().item())
+        if heldout_loss is not None:
+            result.heldout_loss.append(heldout_loss())
+        if self.patience is not None and self.stop_on == "train_loss":
+            if result.epoch_train_accuracy[-1] >= FIT_ACCURACY:
+                result.stopped = "fitted"
+                self._stop(state)
+            elif result.epoch_loss[-1] < (1 - MIN_IMPROVEMENT) * self._best_loss:
+                self._best_loss, self._best_at = result.epoch_loss[-1], epoch
+            elif epoch - self._best_at >= self.patience:
+                result.stopped = "converged"
+                self._stop(state)
+        elif heldout_loss is not None and self.patience is not None:
+            if result.heldout_loss[-1] < self._best_loss:
+                self._best_loss, result.best_epoch = result.heldout_loss[-1], epoch
+                self.kept = state()
+            elif epoch - result.best_epoch >= self.patience:
+                result.stopped = "converged"
+                self.done = True
+
+    def _stop(self, state: Callable[[], dict]) -> None:
+        self.done, self.kept = True, state()
+
+    def finish(self, seconds: float, batch_size: int, state: Callable[[], dict]) -> TrainResult:
+        """The run's result; `kept` holds the weights to keep (the best held-out epoch's, else the last)."""
+        if self.kept is None:
+            self.kept = state()
+        self.result.seconds, self.result.steps = seconds, self.step
+        self.result.samples = self.step * batch_size
+        return self.result
+
+
 def train(
     model: SharingEnsemble,
     x: torch.Tensor,
@@ -206,25 +268,22 @@ def train(
     of its best for `patience` epochs, and keeps its final weights (for data
     sets whose held-out slice is too small to choose epochs on).
     """
-    if stop_on not in STOP_RULES:
-        raise ValueError(f"stop_on must be one of {STOP_RULES}, not {stop_on!r}")
     device = x.device
     batch_size = min(batch_size, len(x))
     steps_per_epoch = len(x) // batch_size  # the ragged last batch is dropped (batch norm)
-    total_steps = epochs * steps_per_epoch
-    optimizer, schedule = _optimizer(model, preset, total_steps)
+    progress = Progress(float(model.head_weights.sum()), steps_per_epoch, patience, stop_on)
+    optimizer, schedule = _optimizer(model.parameters(), preset, epochs * steps_per_epoch)
     generator = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(steps_per_epoch, device=device)
     hits = torch.empty(steps_per_epoch, device=device)
-    total_head_weight = float(model.head_weights.sum())
     forward = speed.prepare(model)
-    result = TrainResult(0.0, 0, 0, math.nan)
-    best_state, best_loss, best_at = None, math.inf, 0
+
+    def state() -> dict:
+        return copy.deepcopy(model.state_dict())
 
     model.train()
     _sync(device)
     start = time.perf_counter()
-    step = 0
     for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=None):
         order = torch.randperm(len(x), device=device, generator=generator)
         for b in range(steps_per_epoch):
@@ -238,51 +297,30 @@ def train(
             optimizer.step()
             schedule.step()
             losses[b] = loss.detach()
-            hits[b] = (logits.detach().softmax(-1).mean(1).argmax(-1) == y[idx]).float().mean()
-        bad = ~torch.isfinite(losses) | (losses > EXPLODED_LOSS * total_head_weight)
-        if bad.any():
-            _sync(device)
-            first_bad = step + int(bad.nonzero()[0])
-            result.diverged_at_step, result.stopped = first_bad, "diverged"
-            result.final_loss = float(losses[first_bad - step])
-            step = first_bad
+            hits[b] = vote_hits(logits.detach(), y[idx])
+        measure = None if heldout is None else (lambda: heldout_loss(model, *heldout, speed=speed))
+        progress.end_epoch(epoch, losses, hits, measure, state)
+        if progress.done:
             break
-        step += steps_per_epoch
-        result.epoch_loss.append(losses.mean().item() / total_head_weight)
-        result.epoch_train_accuracy.append(100.0 * hits.mean().item())
-        if heldout is not None:
-            result.heldout_loss.append(heldout_loss(model, *heldout, speed=speed))
-        if patience is not None and stop_on == "train_loss":
-            if result.epoch_train_accuracy[-1] >= FIT_ACCURACY:
-                result.stopped = "fitted"
-                break
-            if result.epoch_loss[-1] < (1 - MIN_IMPROVEMENT) * best_loss:
-                best_loss, best_at = result.epoch_loss[-1], epoch
-            elif epoch - best_at >= patience:
-                result.stopped = "converged"
-                break
-        elif heldout is not None:
-            if patience is not None and result.heldout_loss[-1] < best_loss:
-                best_loss, result.best_epoch = result.heldout_loss[-1], epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif patience is not None and epoch - result.best_epoch >= patience:
-                result.stopped = "converged"
-                break
     _sync(device)
-    result.seconds, result.steps, result.samples = time.perf_counter() - start, step, step * batch_size
-    if result.diverged_at_step is None:
-        result.final_loss = float(losses[-1])
-        if best_state is not None:
-            model.load_state_dict(best_state)
+    result = progress.finish(time.perf_counter() - start, batch_size, state)
+    if result.best_epoch is not None:
+        model.load_state_dict(progress.kept)
     return result
 
 
-def _optimizer(model: torch.nn.Module, preset: Preset, total_steps: int):
+def vote_hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Share of rows the soft vote of (..., rows, heads, classes) logits gets right, per leading index."""
+    return (logits.softmax(-1).mean(-2).argmax(-1) == y).float().mean(-1)
+
+
+def _optimizer(parameters: Iterable[torch.Tensor], preset: Preset, total_steps: int):
     """(optimizer, per-step scheduler) of a preset; fused kernels: one launch for all parameters."""
+    parameters = list(parameters)
     if preset.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=preset.lr0, weight_decay=preset.weight_decay, fused=True)
+        optimizer = torch.optim.Adam(parameters, lr=preset.lr0, weight_decay=preset.weight_decay, fused=True)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=preset.lr0, momentum=preset.momentum,
+        optimizer = torch.optim.SGD(parameters, lr=preset.lr0, momentum=preset.momentum,
                                     weight_decay=preset.weight_decay, fused=True)
     if not preset.milestones:
         gamma = (preset.lr_min / preset.lr0) ** (1 / max(1, total_steps - 1))

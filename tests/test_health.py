@@ -10,6 +10,7 @@ from benchmarks import figure2_mnist, get_table
 from sharens import document, health
 from sharens.backbones import build_backbone
 from sharens.ensemble import SharingEnsemble
+from sharens.execute import build_model
 from sharens.plan import plan
 from sharens.training import PRESETS, heldout_loss, train
 
@@ -119,6 +120,9 @@ def test_figure2_controls_xavier_init_and_a_deeply_supervised_net():
     plain = build_backbone("convnet", (1, 8, 8), **specs["tanh CNN-20"].network.options)
     xavier = build_backbone("convnet", (1, 8, 8), **specs["tanh CNN (Xavier)-20"].network.options)
     assert "default" in plain.init and "Xavier" in xavier.init and "1.667" in xavier.init
+    # as a cell builds it: uint8 MNIST pixels wrap the backbone, and the cell records the wrapped net's init
+    pixels = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    assert "Xavier" in build_model(specs["tanh CNN (Xavier)-20"].network, pixels, 10).backbone.init
     # Glorot-uniform with gain 5/3 on a 64 -> 64 3x3 conv: bound = 5/3 * sqrt(6 / (2 * 576))
     weight = xavier.layers[5][0].weight
     assert weight.abs().max() <= 5 / 3 * math.sqrt(6 / 1152) + 1e-6 and weight.std() > 0.05

@@ -131,7 +131,7 @@ def _rates(preset, total_steps):
     from sharens.training import _optimizer
 
     model = torch.nn.Linear(2, 2)
-    optimizer, schedule = _optimizer(model, preset, total_steps)
+    optimizer, schedule = _optimizer(model.parameters(), preset, total_steps)
     rates = []
     for _ in range(total_steps):
         rates.append(optimizer.param_groups[0]["lr"])
