@@ -46,8 +46,9 @@ def regress(session):
 
 @nox.session
 def bench(session):
-    """Train-step throughput (SE / baseline, harness overhead) -> results/bench/<device>.{md,json}."""
+    """Training throughput (SE / baseline, harness overhead, batched members) -> results/bench/<device>.{md,json}."""
     session.install("-e", ".[bench]")
     raw = ".bench.json"
-    session.run("pytest", "bench", "-q", "-p", "no:cacheprovider", f"--benchmark-json={raw}")
+    session.run("pytest", "bench", "-q", "-p", "no:cacheprovider", f"--benchmark-json={raw}", *session.posargs,
+                env=_data_env())
     session.run("python", "bench/summarize.py", raw)

@@ -87,6 +87,8 @@ class DeepLSTM(TappedBackbone):
     after the last step ("last", the usual reading of a text LSTM).
     """
 
+    batchable = False  # nn.LSTM has no vmap batching rule
+
     def __init__(self, input_shape: Sequence[int], hidden: int, layers: int, steps: int | None = None,
                  vocab_size: int | None = None, embed_dim: int = 100, readout: str = "sequence"):
         super().__init__()
@@ -101,7 +103,6 @@ class DeepLSTM(TappedBackbone):
         else:
             self.steps, self.step_features = steps, length // steps
         self.readout = readout
-        self.batchable = False  # nn.LSTM has no vmap batching rule
         sizes = [self.step_features] + [hidden] * layers
         self.layers = nn.ModuleList(
             nn.LSTM(sizes[i], hidden, batch_first=True) for i in range(layers)
@@ -283,7 +284,7 @@ class CenteredImages(TappedBackbone):
     def __init__(self, backbone: TappedBackbone, pixel_mean: torch.Tensor):
         super().__init__()
         self.backbone = backbone
-        self.tap_features, self.init, self.batchable = backbone.tap_features, backbone.init, backbone.batchable
+        self.tap_features, self.init = backbone.tap_features, backbone.init
         self.register_buffer("pixel_mean", pixel_mean.float())
 
     @classmethod

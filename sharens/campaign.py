@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tarfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -44,7 +45,7 @@ class Campaign:
 
 
 def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, out: Path,
-                 data_root: Path | None = None, compile: bool = False, profile: str = "full") -> Campaign:
+                 data_root: Path | None = None, speed: Sequence[str] = (), profile: str = "full") -> Campaign:
     """Run the pending network cells of `tables` at `profile`, in order, as long as each fits the budget."""
     start = time.monotonic()
     deadline = start + budget_s - RESERVE
@@ -52,7 +53,7 @@ def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, 
     data = PreparedData(device, data_root)
     result = Campaign()
     for table in tables:
-        work = pending(table, profile, out=out, device=device, data_root=data_root, compile=compile)
+        work = pending(table, profile, out=out, device=device, data_root=data_root, speed=speed)
         for spec, key in ((s, k) for s, k in work.todo if s.network is not None):
             name = f"{table.id} / {spec.dataset} / {spec.row.label} / {spec.preset} / seed {spec.seed}"
             if time.monotonic() >= deadline:  # not even a model's timing fits any more

@@ -90,6 +90,22 @@ class CellStore:
             adopted += 1
         return adopted
 
+    @staticmethod
+    def older_cells(document: Path, finished: list[dict]) -> list[dict]:
+        """The cells of a committed table document that carry no key (runs from before cells were keyed, so
+        they cannot be stored or resumed) and whose slot (data set, row, preset, seed) no `finished` cell
+        fills: a report keeps showing them, as older cells, until that slot is rerun."""
+        try:
+            doc = json.loads(Path(document).read_text())
+        except (OSError, ValueError):
+            return []
+
+        def slot(record: dict) -> tuple:
+            return record.get("dataset"), record.get("model"), record.get("preset"), record.get("seed")
+
+        filled = {slot(record) for record in finished}
+        return [record for record in doc.get("cells", []) if "key" not in record and slot(record) not in filled]
+
     def outcome_files(self) -> dict[str, Path]:
         """{cell key: its outcomes file}, from one listing of the store (file names end in `__<key>.npz`)."""
         return {path.stem.rsplit("__", 1)[-1]: path for path in self.folder.glob("*.npz")}

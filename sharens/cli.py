@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from sharens.data import DATASETS, DataError
+from sharens.training import SPEED_OPTIONS
 
 PROFILES = ("smoke", "quick", "full")
 # a GPU lease's tables, most valuable first: Table 3's seeds (its first comparable verdict), Figure 2, the ResNets
@@ -45,7 +46,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     for table in tables:
         start = time.perf_counter()
         options = dict(seeds=args.seeds, presets=args.preset, device=device, data_root=args.data_root,
-                       force=args.force, jobs=args.jobs, compile=args.compile, rows=args.rows,
+                       force=args.force, jobs=args.jobs, speed=args.speed, rows=args.rows,
                        download=not (args.no_download or args.dry_run))  # a dry run fetches nothing
         where = dict(executor=args.executor, address=args.address)
         try:
@@ -62,8 +63,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         for error in run.errors:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
         failed |= bool(run.errors)
-        if run.records:
-            md, js = report.write(table, profile, run.records, out, run.outcomes)
+        if run.reported:
+            md, js = report.write(table, profile, run.reported, out, run.outcomes)
             print(f"{table.id}: {len(run.records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
     return 1 if failed else 0
 
@@ -132,10 +133,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (UnknownTable, DataError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if not run.records:
+        if not run.reported:
             print(f"error: no stored cells of {table.id} at {args.profile} under {args.out}/cells", file=sys.stderr)
             return 1
-        md, js = report.write(table, args.profile, run.records, args.out, run.outcomes)
+        md, js = report.write(table, args.profile, run.reported, args.out, run.outcomes)
         print(f"{table.id}: {len(run.records)} stored cells ({len(run.errors)} not run yet) -> {md}, {js}")
         return 0
 
@@ -231,8 +232,8 @@ def _rebuild_reports(pairs, out: Path, data_root: Path | None) -> None:
     for table_id, profile in pairs:
         table = get_table(table_id)
         run = run_table(table, profile, out=out, data_root=data_root, execute=False)
-        if run.records:
-            md, _ = report.write(table, profile, run.records, out, run.outcomes)
+        if run.reported:
+            md, _ = report.write(table, profile, run.reported, out, run.outcomes)
             print(f"{table_id} at {profile}: {len(run.records)} stored cells, {len(run.errors)} still to run -> {md}")
 
 
@@ -244,7 +245,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     tables = [get_table(t) for t in args.table or CAMPAIGN]
     try:
         done = run_campaign(tables, device=_device(args.device), budget_s=args.budget, out=args.out,
-                            data_root=args.data_root, compile=args.compile, profile=args.profile)
+                            data_root=args.data_root, speed=args.speed, profile=args.profile)
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -292,6 +293,13 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--speed", action="append", choices=SPEED_OPTIONS, default=[], metavar="OPTION",
+                         help="switch on a training.Speed option beyond the device's defaults (repeatable): "
+                              f"{', '.join(SPEED_OPTIONS)}. On CUDA bf16, channels_last and batched_members are "
+                              "on already; compile pays on a GPU for long runs. Recorded in each cell")
+
+
 def parser() -> argparse.ArgumentParser:
     from sharens.executors import EXECUTORS
 
@@ -320,8 +328,7 @@ def parser() -> argparse.ArgumentParser:
                    help="where cells run (default: processes with --jobs > 1, else here); ray: one task per cell")
     r.add_argument("--address", default=None,
                    help="with --executor ray: the cluster's address, e.g. 10.0.0.5:6379 (default: a local one)")
-    r.add_argument("--compile", action="store_true",
-                   help="torch.compile every model (worth it on a GPU for long runs; recorded in each cell)")
+    _speed_argument(r)
     r.add_argument("--rows", action="append", metavar="LABEL", default=None,
                    help="run only the rows with this label (repeatable, e.g. 'Deep CNN+SE'); the report keeps "
                         "every stored cell")
@@ -362,7 +369,7 @@ def parser() -> argparse.ArgumentParser:
                    help="write the finished cells here as at most 8 tar files of at most 16 MiB (e.g. $OUT)")
     c.add_argument("--data-root", type=Path, default=None)
     c.add_argument("--out", type=Path, default=Path("results"))
-    c.add_argument("--compile", action="store_true")
+    _speed_argument(c)
     c.set_defaults(func=cmd_campaign)
 
     st = sub.add_parser("stage", help="stage the campaign's data in chunk folders for a GPU lease")

@@ -27,6 +27,7 @@ from sharens.diagnostics import first_layer_gradient_norm
 from sharens.ensemble import SharingEnsemble
 from sharens.evaluation import describe_outcomes, evaluate_network, evaluate_predictions
 from sharens.health import class_prior
+from sharens.members import train_members
 from sharens.plan import CellSpec, NetworkSpec
 from sharens.training import Preset, Speed, TrainResult, predict_logits, train
 from sharens.voting import head_accuracies
@@ -153,10 +154,23 @@ def build_model(net: NetworkSpec, x: torch.Tensor, num_classes: int) -> SharingE
     return SharingEnsemble(backbone, num_classes, net.heads_per_tap, tap_weights=net.tap_weights)
 
 
+def _seeded_model(net: NetworkSpec, x: torch.Tensor, num_classes: int, seed: int) -> SharingEnsemble:
+    torch.manual_seed(seed)
+    return build_model(net, x, num_classes).to(x.device)
+
+
+def _test_logits(model: SharingEnsemble, x_test: torch.Tensor, speed: Speed) -> tuple[torch.Tensor, float]:
+    """(logits of every head on the test rows, seconds they took)."""
+    start = time.perf_counter()
+    logits = predict_logits(model, x_test, speed=speed)
+    if x_test.device.type == "cuda":
+        torch.cuda.synchronize()
+    return logits, time.perf_counter() - start
+
+
 def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
                seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> Trained:
-    torch.manual_seed(seed)
-    model = build_model(net, x, num_classes).to(x.device)
+    model = _seeded_model(net, x, num_classes, seed)
     speed = Speed(**net.speed)
     probe = (x[: net.batch_size], y[: net.batch_size])  # a fixed batch of train rows
 
@@ -170,11 +184,19 @@ def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch
                    heldout=heldout, patience=net.patience, stop_on=net.stop_on)
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = gradient_norm()
-    start = time.perf_counter()
-    logits = predict_logits(model, x_test, speed=speed)
-    if x_test.device.type == "cuda":
-        torch.cuda.synchronize()
-    return Trained(model, result, logits, time.perf_counter() - start, norms)
+    return Trained(model, result, *_test_logits(model, x_test, speed), norms)
+
+
+def _train_members(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
+                   seeds: list[int], desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> list[Trained]:
+    """An independent ensemble's members, trained at once as one batched model (`sharens.members`)."""
+    speed = Speed(**net.speed)
+    models = [_seeded_model(net, x, num_classes, seed) for seed in seeds]
+    results = train_members(models, x, y, seeds=seeds, preset=Preset(**net.optimizer), epochs=net.epochs,
+                            batch_size=net.batch_size, desc=desc, augment=get_augmentation(net.augment),
+                            speed=speed, heldout=heldout, patience=net.patience, stop_on=net.stop_on)
+    return [Trained(model, result, *_test_logits(model, x_test, speed)) for model, result in zip(models, results,
+                                                                                                 strict=True)]
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,8 +214,11 @@ def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
         fit, held = (i.to(x.device) for i in holdout_split(len(y), net.holdout, spec.seed))
         x, y, heldout = x[fit], y[fit], (x[held], y[held])
     desc = f"{spec.dataset} {spec.row.label} s{spec.seed}"
-    runs = [_train_one(net, x, y, x_test, data.num_classes, spec.seed + 1000 * k, desc, heldout)
-            for k in range(net.members)]
+    seeds = [spec.seed + 1000 * k for k in range(net.members)]
+    if net.speed.get("batched_members"):  # plan records it only for K > 1 members of a batchable backbone
+        runs = _train_members(net, x, y, x_test, data.num_classes, seeds, desc, heldout)
+    else:
+        runs = [_train_one(net, x, y, x_test, data.num_classes, seed, desc, heldout) for seed in seeds]
     model = runs[0].model
     majority, entropy = class_prior(y.cpu().numpy(), data.num_classes)
     diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from sharens.backbones import BACKBONES
 from sharens.benchmark import Profile, Row, Table
 from sharens.training import Speed
 
@@ -105,6 +106,7 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
 def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str, speed: Speed) -> NetworkSpec:
     pair = table.pair(row.pair)
     se = row.variant in ("se", "se_weighted")
+    members = min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1
     heads = {"se": pair.heads_per_tap, "se_weighted": pair.heads_per_tap, "dsn": 1}
     return NetworkSpec(
         backbone=pair.backbone, options=pair.options_for(dataset), inputs=pair.inputs,
@@ -112,9 +114,10 @@ def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str
         tap_weights=dict(pair.tap_weights) if se and pair.tap_weights else None,
         optimizer=table.preset_for(pair, preset).config(), epochs=profile.epochs_for(dataset, pair.name),
         batch_size=table.batch_size,
-        members=min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1,
+        members=members,
         vote={"se_weighted": "accuracy_weighted", "dsn": "last_head"}.get(row.variant, "soft"),
         holdout=max(profile.holdout, pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0),
         patience=profile.patience, stop_on=profile.stop_on,
-        augment=table.augment, probe_gradients=table.probe_gradients, speed=speed.config(),
+        augment=table.augment, probe_gradients=table.probe_gradients,
+        speed=speed.config(members, BACKBONES[pair.backbone].batchable),
     )

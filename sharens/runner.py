@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +31,12 @@ class TableRun:
     estimated_seconds: float | None = None
     bound_seconds: float | None = None
     device_name: str | None = None  # what the estimate is for
+    older: list[dict] = field(default_factory=list)  # committed cells from before keys, in no rerun slot
+
+    @property
+    def reported(self) -> list[dict]:
+        """What the table's report shows: the finished cells, then the older ones."""
+        return self.records + self.older
 
 
 @dataclass
@@ -44,7 +51,7 @@ class Work:
 
 def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = None,
             presets: list[str] | None = None, device: torch.device = CPU, data_root: Path | None = None,
-            force: bool = False, datasets: list[str] | None = None, compile: bool = False,
+            force: bool = False, datasets: list[str] | None = None, speed: Sequence[str] = (),
             rows: list[str] | None = None, download: bool = False) -> Work:
     """Plan `table` at a profile, key every cell on its data, and find the stored ones (see `run_table`)."""
     profile = table.profile(profile_name)
@@ -52,7 +59,7 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
     for preset in presets:
         table.preset(preset)  # fail before any work on a typo
     specs = plan(table, profile, seeds or profile.seeds, presets, list(datasets or table.datasets),
-                 Speed.for_device(device, compile))
+                 Speed.for_device(device, speed))
     if rows:
         labels = {spec.row.label for spec in specs}
         if set(rows) - labels:
@@ -63,14 +70,16 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
                   for name in dict.fromkeys(s.dataset for s in specs)}
     store = CellStore(out, table.id, profile.name)
     keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
-    if not force:  # cells committed with a report (a fresh clone, a GPU lease's return) count as stored
-        store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
+    # cells committed with a report (a fresh clone, a GPU lease's return) count as stored, forced or not: `force`
+    # redoes the selected rows, and the report keeps every other row's cells
+    store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
     records: dict[str, dict] = {}
     todo = []
     for spec, key in keyed:
-        record = None if force else store.load(spec, key)
+        selected = not rows or spec.row.label in rows
+        record = None if force and selected else store.load(spec, key)
         if record is None:
-            if not rows or spec.row.label in rows:
+            if selected:
                 todo.append((spec, key))
         else:
             records[key] = record
@@ -89,7 +98,7 @@ def run_table(
     force: bool = False,
     datasets: list[str] | None = None,
     jobs: int = 1,
-    compile: bool = False,
+    speed: Sequence[str] = (),
     execute: bool = True,
     rows: list[str] | None = None,
     estimate: bool = False,
@@ -99,17 +108,17 @@ def run_table(
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
-    `presets` default to the table's. Finished cells are stored as they complete and skipped on a rerun
-    unless `force`; a cell that raises is reported in `errors` and the run goes on. `jobs` > 1 runs cells in
-    that many worker processes (CPU only); every cell fixes its own seed and thread count, so the numbers do
-    not depend on the schedule. On CUDA cells train with bf16 autocast and channels_last, and `compile` adds
-    torch.compile (see `training.Speed`); each cell's spec records these. With `execute` False nothing runs:
-    the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows` (labels)
-    restricts what runs, not what is reported: every stored cell of the plan stays in the result. With
+    `presets` default to the table's. Finished cells are stored as they complete and skipped on a rerun unless
+    `force`; a cell that raises is reported in `errors` and the run goes on. `jobs` > 1 runs cells in that many
+    worker processes (CPU only); every cell fixes its own seed and thread count, so the numbers do not depend on the
+    schedule. On CUDA cells train with bf16 autocast and channels_last and batch an ensemble's members; `speed`
+    names further `training.Speed` options (e.g. compile); each cell's spec records them. With `execute` False
+    nothing runs: the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows`
+    (labels) restricts what runs, not what is reported: every stored cell of the plan stays in the result. With
     `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run. With
-    `download`, a data set whose files are missing is downloaded into the data root first. `executor` names
-    where cells run (`sharens.executors`; default: worker processes when `jobs` > 1, else this process);
-    `address` is a Ray cluster's.
+    `download`, a data set whose files are missing is downloaded into the data root first. `executor` names where
+    cells run (`sharens.executors`; default: worker processes when `jobs` > 1, else this process); `address` is a
+    Ray cluster's.
     """
     executor = executor or ("processes" if jobs > 1 else "local")
     if executor not in EXECUTORS:
@@ -117,13 +126,14 @@ def run_table(
     if executor == "processes" and device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time (or use --executor ray)")
     work = pending(table, profile_name, out=out, seeds=seeds, presets=presets, device=device, data_root=data_root,
-                   force=force, datasets=datasets, compile=compile, rows=rows, download=download)
+                   force=force, datasets=datasets, speed=speed, rows=rows, download=download)
     keyed, store, records, todo = work.keyed, work.store, work.records, work.todo
     if not execute:
         finished = [records[key] for _, key in keyed if key in records]
         waiting = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
                    for s, _ in todo]
-        run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed))
+        run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed),
+                       older=store.older_cells(Path(out) / f"{table.id}.json", finished))
         if estimate:
             costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
@@ -147,7 +157,8 @@ def run_table(
                 records[key] = store.save(spec, key, *result)
             progress.update()
     finished = [records[key] for _, key in keyed if key in records]
-    return TableRun(finished, errors, Outcomes.from_store(store, finished), planned=len(keyed))
+    return TableRun(finished, errors, Outcomes.from_store(store, finished), planned=len(keyed),
+                    older=store.older_cells(Path(out) / f"{table.id}.json", finished))
 
 
 def _expected_epochs(spec, used: dict[tuple[str, str], float]) -> float | None:

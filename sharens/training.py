@@ -100,25 +100,36 @@ def get_preset(name: str) -> Preset:
 
 @dataclass(frozen=True)
 class Speed:
-    """How a run uses its device. None of it changes the model; bf16 and compilation change float rounding,
-    so a cell records the options it ran with (and a CPU run without `compile` records none).
+    """How a run uses its device. None of it changes the model, but every option except `channels_last` on a
+    GPU changes float rounding, so a cell records the options it ran with (a plain CPU run records none).
 
     `bf16`: autocast convolutions and matmuls to bfloat16 (tensor cores). `channels_last`: NHWC layout for
-    image models (what cuDNN's fastest convolutions want). `compile`: `torch.compile` the model.
+    image models (what cuDNN's fastest convolutions want; oneDNN's too, on a CPU). `compile`: `torch.compile`
+    the model. `batched_members`: an independent ensemble's K members train at once, as one `vmap`-ed model
+    (`sharens.members`), where the backbone allows.
     """
 
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    batched_members: bool = False
 
     @classmethod
-    def for_device(cls, device: torch.device, compile: bool = False) -> Speed:
-        """On CUDA, bf16 and channels_last; compilation only when asked for (it costs minutes up front)."""
+    def for_device(cls, device: torch.device, extra: Iterable[str] = ()) -> Speed:
+        """On CUDA: bf16, channels_last and batched members; `extra` names options to switch on as well
+        (compilation costs minutes up front, so it is only ever asked for)."""
+        unknown = set(extra) - set(SPEED_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown speed option(s) {sorted(unknown)}; known: {', '.join(SPEED_OPTIONS)}")
         cuda = device.type == "cuda"
-        return cls(bf16=cuda, channels_last=cuda, compile=compile)
+        on = {"bf16": cuda, "channels_last": cuda, "batched_members": cuda} | dict.fromkeys(extra, True)
+        return cls(**on)
 
-    def config(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v}
+    def config(self, members: int = 1, batchable: bool = True) -> dict:
+        """The options that are on and act on a cell of `members` networks (batching needs K > 1 members
+        of a `batchable` backbone): what the cell's spec records."""
+        acts = members > 1 and batchable
+        return {k: v for k, v in asdict(self).items() if v and (k != "batched_members" or acts)}
 
     def prepare(self, model: torch.nn.Module) -> Callable:
         """Lay out `model` for this speed; return the callable that runs its forward pass."""
@@ -134,6 +145,7 @@ class Speed:
 
 
 FP32 = Speed()
+SPEED_OPTIONS = tuple(f.name for f in fields(Speed))
 
 
 @dataclass

@@ -355,6 +355,31 @@ def test_a_fresh_clone_resumes_from_committed_results(smoke_out, data_root, tmp_
     bare.mkdir()
     shutil.copy(smoke_out / "table5_semg.json", bare / "table5_semg.json")
     assert len(run_table(table, "smoke", out=bare, data_root=data_root, execute=False).errors) == 34
+    # forcing some rows of a fresh clone redoes them and keeps every other committed cell in the report
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("table5_semg.json", "table5_semg.outcomes.npz"):
+        shutil.copy(smoke_out / name, clone / name)
+    forced = run_table(table, "smoke", out=clone, data_root=data_root, force=True, rows=["Random Forest"])
+    assert len(forced.records) == 34 and not forced.errors
+    assert len(json.loads((clone / "table5_semg.json").read_text())["cells"]) == 34
+
+
+def test_committed_cells_from_before_keys_stay_in_the_report_until_their_slot_is_rerun(smoke_out, data_root,
+                                                                                      tmp_path):
+    """Cells committed before cells were keyed cannot be stored or resumed; a report keeps them (as older cells)
+    beside the cells of today's plan, and drops each once its (data set, row, preset, seed) is rerun."""
+    doc = json.loads((smoke_out / "table5_semg.json").read_text())
+    for cell in doc["cells"]:
+        if cell["model"] == "Random Forest":
+            del cell["key"]
+    (tmp_path / "table5_semg.json").write_text(json.dumps(doc))
+    table = get_table("table5_semg")
+    before = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
+    assert len(before.records) == 0 and len(before.errors) == 34  # nothing keyed without the outcomes pack
+    assert {c["model"] for c in before.older} == {"Random Forest"} and len(before.reported) == 2
+    after = run_table(table, "smoke", out=tmp_path, data_root=data_root, rows=["Random Forest"], seeds=1)
+    assert [c["seed"] for c in after.older] == [1] and len(after.records) == 1
 
 
 def test_committed_cells_keep_their_keys_when_a_spec_field_is_added(data_root, tmp_path):

@@ -186,8 +186,11 @@ def test_speed_options_train_the_same_model_on_cpu():
     """bf16 autocast and channels_last (what CUDA cells use) run through the same loop and still learn;
     fp32 on CPU records no options, so stored CPU cells keep their hashes."""
     assert Speed.for_device(torch.device("cpu")).config() == {}
-    assert Speed.for_device(torch.device("cuda"), compile=True).config() == {
-        "bf16": True, "channels_last": True, "compile": True}
+    assert Speed.for_device(torch.device("cuda"), ["compile"]).config() == {
+        "bf16": True, "channels_last": True, "compile": True}  # batched members act only on ensembles
+    assert Speed.for_device(torch.device("cuda")).config(members=5) == {
+        "bf16": True, "channels_last": True, "batched_members": True}
+    assert Speed.for_device(torch.device("cpu"), ["batched_members"]).config(members=5, batchable=False) == {}
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 255, (256, 3, 8, 8), generator=g, dtype=torch.uint8)
     y = (x[:, 0, :4].float().mean((1, 2)) > x[:, 0, 4:].float().mean((1, 2))).long()
