@@ -125,19 +125,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sharens.cells import Outcomes
 
     if args.profile:
-        from sharens.runner import run_table
-
         try:
-            table = get_table(args.table)
-            run = run_table(table, args.profile, out=args.out, data_root=args.data_root, execute=False)
+            line = _report_stored(get_table(args.table), args.profile, args.out, args.data_root)
         except (UnknownTable, DataError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        if not run.reported:
-            print(f"error: no stored cells of {table.id} at {args.profile} under {args.out}/cells", file=sys.stderr)
+        if line is None:
+            print(f"error: no stored cells of {args.table} at {args.profile} under {args.out}/cells", file=sys.stderr)
             return 1
-        md, js = report.write(table, args.profile, run.reported, args.out, run.outcomes)
-        print(f"{table.id}: {len(run.records)} stored cells ({len(run.errors)} not run yet) -> {md}, {js}")
+        print(line)
         return 0
 
     source = args.source or args.out / f"{args.table}.json"
@@ -223,18 +219,27 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 25m, 90s or 1.5h") from None
 
 
-def _rebuild_reports(pairs, out: Path, data_root: Path | None) -> None:
-    """Rewrite the reports of (table, profile) pairs from their stored cells."""
-    from benchmarks import get_table
+def _report_stored(table, profile: str, out: Path, data_root: Path | None) -> str | None:
+    """Rewrite a table's report at `profile` from its stored cells (and its older committed ones); the line
+    saying so, or None when there is no cell to report."""
     from sharens import report
     from sharens.runner import run_table
 
+    run = run_table(table, profile, out=out, data_root=data_root, execute=False)
+    if not run.reported:
+        return None
+    md, js = report.write(table, profile, run.reported, out, run.outcomes)
+    return f"{table.id} at {profile}: {len(run.reported)} stored cells ({len(run.errors)} not run yet) -> {md}, {js}"
+
+
+def _rebuild_reports(pairs, out: Path, data_root: Path | None) -> None:
+    """Rewrite the reports of (table, profile) pairs from their stored cells."""
+    from benchmarks import get_table
+
     for table_id, profile in pairs:
-        table = get_table(table_id)
-        run = run_table(table, profile, out=out, data_root=data_root, execute=False)
-        if run.reported:
-            md, _ = report.write(table, profile, run.reported, out, run.outcomes)
-            print(f"{table_id} at {profile}: {len(run.records)} stored cells, {len(run.errors)} still to run -> {md}")
+        line = _report_stored(get_table(table_id), profile, out, data_root)
+        if line:
+            print(line)
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
