@@ -28,7 +28,7 @@ from sharens.data import load_dataset
 from sharens.execute import DeviceData, build_model, fixed_threads, prepare
 from sharens.members import train_members
 from sharens.plan import CELL_THREADS, NetworkSpec, plan
-from sharens.training import Preset, Speed, train
+from sharens.training import Preset, Speed, sync_device, train
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ROUNDS = 9
@@ -52,11 +52,6 @@ def cell(table_id: str, dataset: str, label: str, steps: int) -> tuple[NetworkSp
     specs = plan(table, table.profile("full"), 1, list(table.presets[:1]), [dataset], Speed.for_device(DEVICE))
     net = next(s.network for s in specs if s.row.label == label)
     return net, prepare(load_dataset(dataset), steps * net.batch_size, 8, DEVICE)
-
-
-def _sync():
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def our_loop(net: NetworkSpec, data: DeviceData, speed: Speed | None = None) -> Callable[[], None]:
@@ -116,10 +111,10 @@ def paired_rounds(benchmark, loops: dict[str, Callable[[], None]], **info) -> No
     def paired_round():
         shift = len(seconds[names[0]]) % len(names)  # rounds run so far, the warm-up included
         for name in names[shift:] + names[:shift]:
-            _sync()
+            sync_device(DEVICE)
             start = time.perf_counter()
             loops[name]()
-            _sync()
+            sync_device(DEVICE)
             seconds[name].append(time.perf_counter() - start)
 
     with fixed_threads(CELL_THREADS):

@@ -27,7 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from sharens.ensemble import SharingEnsemble
-from sharens.training import FP32, Preset, Progress, Speed, TrainResult, _optimizer, _sync, vote_hits
+from sharens.training import FP32, Preset, Progress, Speed, TrainResult, optimizer_for, sync_device, vote_hits
 
 
 def train_members(
@@ -62,6 +62,7 @@ def train_members(
 
     def weights() -> dict[str, torch.Tensor]:  # each member's weights, as its modules hold them (fresh views)
         return {name: leaves[name].mT if w.dim() == 3 else leaves[name] for name, w in stacked.items()}
+
     skeleton = copy.deepcopy(models[0]).to("meta")  # the architecture; vmap feeds it each member's tensors
 
     def run(member_weights: dict, member_buffers: dict, batch: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,7 @@ def train_members(
     forward, evaluate = vmap(run), vmap(run, in_dims=(0, 0, None))  # evaluate: every member on the same rows
     member_loss = vmap(models[0].loss)  # every member weights its heads alike
     progress = [Progress(float(models[0].head_weights.sum()), steps_per_epoch, patience, stop_on) for _ in models]
-    optimizer, schedule = _optimizer(leaves.values(), preset, epochs * steps_per_epoch)
+    optimizer, schedule = optimizer_for(leaves.values(), preset, epochs * steps_per_epoch)
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     losses = torch.empty(members, steps_per_epoch, device=device)
     hits = torch.empty(members, steps_per_epoch, device=device)
@@ -79,7 +80,7 @@ def train_members(
         return lambda: {name: t[k].detach().clone() for name, t in (weights() | buffers).items()}
 
     skeleton.train()
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=None):
         orders = [torch.randperm(len(x), device=device, generator=g) for g in generators]
@@ -103,7 +104,7 @@ def train_members(
                 member.end_epoch(epoch, losses[k], hits[k], None if held is None else held[k].item, state(k))
         if all(member.done for member in progress):
             break
-    _sync(device)
+    sync_device(device)
     seconds = (time.perf_counter() - start) / members
     results = [member.finish(seconds, batch_size, state(k)) for k, member in enumerate(progress)]
     for model, member in zip(models, progress, strict=True):

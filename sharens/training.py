@@ -170,7 +170,8 @@ class TrainResult:
         return self.samples / self.seconds if self.seconds > 0 else math.nan
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a clock reads the work's end."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -284,7 +285,7 @@ def train(
     batch_size = min(batch_size, len(x))
     steps_per_epoch = len(x) // batch_size  # the ragged last batch is dropped (batch norm)
     progress = Progress(float(model.head_weights.sum()), steps_per_epoch, patience, stop_on)
-    optimizer, schedule = _optimizer(model.parameters(), preset, epochs * steps_per_epoch)
+    optimizer, schedule = optimizer_for(model.parameters(), preset, epochs * steps_per_epoch)
     generator = torch.Generator(device=device).manual_seed(seed)
     losses = torch.empty(steps_per_epoch, device=device)
     hits = torch.empty(steps_per_epoch, device=device)
@@ -294,7 +295,7 @@ def train(
         return copy.deepcopy(model.state_dict())
 
     model.train()
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=None):
         order = torch.randperm(len(x), device=device, generator=generator)
@@ -314,7 +315,7 @@ def train(
         progress.end_epoch(epoch, losses, hits, measure, state)
         if progress.done:
             break
-    _sync(device)
+    sync_device(device)
     result = progress.finish(time.perf_counter() - start, batch_size, state)
     if result.best_epoch is not None:
         model.load_state_dict(progress.kept)
@@ -326,7 +327,7 @@ def vote_hits(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (logits.softmax(-1).mean(-2).argmax(-1) == y).float().mean(-1)
 
 
-def _optimizer(parameters: Iterable[torch.Tensor], preset: Preset, total_steps: int):
+def optimizer_for(parameters: Iterable[torch.Tensor], preset: Preset, total_steps: int):
     """(optimizer, per-step scheduler) of a preset; fused kernels: one launch for all parameters."""
     parameters = list(parameters)
     if preset.optimizer == "adam":

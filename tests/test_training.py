@@ -128,10 +128,10 @@ def test_holdout_split_is_disjoint_seeded_and_sized():
 
 
 def _rates(preset, total_steps):
-    from sharens.training import _optimizer
+    from sharens.training import optimizer_for
 
     model = torch.nn.Linear(2, 2)
-    optimizer, schedule = _optimizer(model.parameters(), preset, total_steps)
+    optimizer, schedule = optimizer_for(model.parameters(), preset, total_steps)
     rates = []
     for _ in range(total_steps):
         rates.append(optimizer.param_groups[0]["lr"])
