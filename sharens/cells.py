@@ -70,15 +70,15 @@ class CellStore:
         write_json(path, record)
         return record
 
-    def adopt(self, document: Path, wanted: dict[str, CellSpec]) -> int:
+    def adopt(self, document: Path, wanted: dict[str, CellSpec]) -> list[dict]:
         """Copy into the store the cells of a committed table document (and its packed outcomes) whose key is
-        `wanted` and not stored yet, so a fresh clone resumes from committed results. Returns how many."""
+        `wanted` and not stored yet, so a fresh clone resumes from committed results. Returns the document's
+        cells that carry no key (runs from before cells were keyed: they cannot be stored or resumed)."""
         try:
             doc = json.loads(Path(document).read_text())
         except (OSError, ValueError):
-            return 0
+            return []
         packed = Outcomes.from_pack(Path(document).with_name(f"{doc.get('table')}.outcomes.npz"))
-        adopted = 0
         for record in doc.get("cells", []):
             spec = wanted.get(record.get("key"))
             if spec is None or self.load(spec, record["key"]) is not None:
@@ -87,24 +87,18 @@ class CellStore:
             if outcomes is None:  # its outcomes were not committed: the cell is recomputed
                 continue
             self.save(spec, record["key"], record, outcomes)
-            adopted += 1
-        return adopted
+        return [record for record in doc.get("cells", []) if "key" not in record]
 
     @staticmethod
-    def older_cells(document: Path, finished: list[dict]) -> list[dict]:
-        """The cells of a committed table document that carry no key (runs from before cells were keyed, so
-        they cannot be stored or resumed) and whose slot (data set, row, preset, seed) no `finished` cell
-        fills: a report keeps showing them, as older cells, until that slot is rerun."""
-        try:
-            doc = json.loads(Path(document).read_text())
-        except (OSError, ValueError):
-            return []
+    def older_cells(keyless: list[dict], finished: list[dict]) -> list[dict]:
+        """The `keyless` committed cells whose slot (data set, row, preset, seed) no `finished` cell fills: a
+        report keeps showing them, as older cells, until that slot is rerun."""
 
         def slot(record: dict) -> tuple:
             return record.get("dataset"), record.get("model"), record.get("preset"), record.get("seed")
 
         filled = {slot(record) for record in finished}
-        return [record for record in doc.get("cells", []) if "key" not in record and slot(record) not in filled]
+        return [record for record in keyless if slot(record) not in filled]
 
     def outcome_files(self) -> dict[str, Path]:
         """{cell key: its outcomes file}, from one listing of the store (file names end in `__<key>.npz`)."""

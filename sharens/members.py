@@ -106,10 +106,9 @@ def train_members(
             break
     sync_device(device)
     seconds = (time.perf_counter() - start) / members
-    results = [member.finish(seconds, batch_size, state(k)) for k, member in enumerate(progress)]
-    for model, member in zip(models, progress, strict=True):
-        model.load_state_dict(member.kept)
-    return results
+    for k, (model, member) in enumerate(zip(models, progress, strict=True)):
+        model.load_state_dict(member.kept if member.kept is not None else state(k)())
+    return [member.finish(seconds, batch_size) for member in progress]
 
 
 @torch.no_grad()

@@ -47,6 +47,7 @@ class Work:
     store: CellStore
     records: dict[str, dict]  # key -> record of the stored cells
     todo: list[tuple[CellSpec, str]]  # the cells still to run (only the `rows` asked for)
+    keyless: list[dict]  # committed cells from before cells were keyed (see CellStore.older_cells)
 
 
 def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = None,
@@ -72,7 +73,7 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
     keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
     # cells committed with a report (a fresh clone, a GPU lease's return) count as stored, forced or not: `force`
     # redoes the selected rows, and the report keeps every other row's cells
-    store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
+    keyless = store.adopt(Path(out) / f"{table.id}.json", dict((key, spec) for spec, key in keyed))
     records: dict[str, dict] = {}
     todo = []
     for spec, key in keyed:
@@ -83,7 +84,7 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
                 todo.append((spec, key))
         else:
             records[key] = record
-    return Work(keyed, store, records, todo)
+    return Work(keyed, store, records, todo, keyless)
 
 
 def run_table(
@@ -133,7 +134,7 @@ def run_table(
         waiting = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
                    for s, _ in todo]
         run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed),
-                       older=store.older_cells(Path(out) / f"{table.id}.json", finished))
+                       older=store.older_cells(work.keyless, finished))
         if estimate:
             costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
@@ -158,7 +159,7 @@ def run_table(
             progress.update()
     finished = [records[key] for _, key in keyed if key in records]
     return TableRun(finished, errors, Outcomes.from_store(store, finished), planned=len(keyed),
-                    older=store.older_cells(Path(out) / f"{table.id}.json", finished))
+                    older=store.older_cells(work.keyless, finished))
 
 
 def _expected_epochs(spec, used: dict[tuple[str, str], float]) -> float | None:

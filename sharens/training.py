@@ -238,10 +238,9 @@ class Progress:
     def _stop(self, state: Callable[[], dict]) -> None:
         self.done, self.kept = True, state()
 
-    def finish(self, seconds: float, batch_size: int, state: Callable[[], dict]) -> TrainResult:
-        """The run's result; `kept` holds the weights to keep (the best held-out epoch's, else the last)."""
-        if self.kept is None:
-            self.kept = state()
+    def finish(self, seconds: float, batch_size: int) -> TrainResult:
+        """The run's result; `kept` holds the weights it stopped with or the best held-out epoch's, if either
+        (else the model's final weights are the ones to keep)."""
         self.result.seconds, self.result.steps = seconds, self.step
         self.result.samples = self.step * batch_size
         return self.result
@@ -316,7 +315,7 @@ def train(
         if progress.done:
             break
     sync_device(device)
-    result = progress.finish(time.perf_counter() - start, batch_size, state)
+    result = progress.finish(time.perf_counter() - start, batch_size)
     if result.best_epoch is not None:
         model.load_state_dict(progress.kept)
     return result
