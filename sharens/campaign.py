@@ -3,11 +3,12 @@ within a time budget; and the archives that carry its cells back.
 
 Order of value is the order of the tables given (the command line's `CAMPAIGN`: Table 3, whose seeds give
 its first comparable verdict, then Figure 2, then the ResNets), and within a table the plan's order (seed
-by seed). A cell starts only if the cost model's bound for it (every epoch cap reached) fits in what is left
-of the budget, less `RESERVE` for packing; one that does not is left for the next lease, and the campaign
-goes on with the cells that fit (timing a model for the cost model counts against the budget too).
-Finished cells are stored as in any run, so a campaign resumes where the last one stopped. scikit-learn
-rows need no GPU and are left to a CPU run.
+by seed; where a row's seeds train together as one batched model, as on a GPU, row by row: see
+`executors.cell_groups`). A unit starts only if the cost model's bound for it (every epoch cap reached, its
+seeds one after another) fits in what is left of the budget, less `RESERVE` for packing; one that does not
+is left for the next lease, and the campaign goes on with the units that fit (timing a model for the cost
+model counts against the budget too). Finished cells are stored as in any run, so a campaign resumes where
+the last one stopped. scikit-learn rows need no GPU and are left to a CPU run.
 
 `pack` puts cell files into at most `MAX_PACKS` tar files of at most `PACK_BYTES` each, what a lease brings
 back; `unpack` puts them into a results folder, where the tables' reports are rebuilt from them.
@@ -25,7 +26,7 @@ import torch
 
 from sharens.benchmark import Table
 from sharens.costs import CostModel
-from sharens.executors import EXECUTORS, PreparedData
+from sharens.executors import EXECUTORS, PreparedData, cell_groups
 from sharens.plan import CELL_THREADS
 from sharens.runner import pending
 
@@ -54,26 +55,29 @@ def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, 
     result = Campaign()
     for table in tables:
         work = pending(table, profile, out=out, device=device, data_root=data_root, speed=speed)
-        for spec, key in ((s, k) for s, k in work.todo if s.network is not None):
-            name = f"{table.id} / {spec.dataset} / {spec.row.label} / {spec.preset} / seed {spec.seed}"
+        for unit in cell_groups([(s, k) for s, k in work.todo if s.network is not None]):
+            spec = unit[0][0]
+            seeds = ", ".join(str(s.seed) for s, _ in unit)
+            name = f"{table.id} / {spec.dataset} / {spec.row.label} / {spec.preset} / seed {seeds}"
             if time.monotonic() >= deadline:  # not even a model's timing fits any more
                 result.left.append(f"{name}: the budget is spent")
                 continue
-            bound = costs.seconds(spec, data.for_spec(spec))
+            # seeds trained together as one batched model cost at most what they cost one after another
+            bound = sum(costs.seconds(s, data.for_spec(s)) for s, _ in unit)
             costs.save()
             if time.monotonic() + bound > deadline:
                 result.left.append(f"{name}: needs up to {bound:.0f} s, {max(0, deadline - time.monotonic()):.0f} "
                                    "s left")
                 continue
-            ((_, _, outcome),) = EXECUTORS["local"]([(spec, key)], device, data_root)
-            if isinstance(outcome, BaseException):
-                result.failed.append(f"{name}: {type(outcome).__name__}: {outcome}")
-                continue
-            work.store.save(spec, key, *outcome)
-            record_path = work.store.path(spec, key)
-            result.finished += [p for p in (record_path, record_path.with_suffix(".npz")) if p.exists()]
-            if table.id not in result.tables:
-                result.tables.append(table.id)
+            for spec, key, outcome in EXECUTORS["local"](unit, device, data_root):
+                if isinstance(outcome, BaseException):
+                    result.failed.append(f"{name}: {type(outcome).__name__}: {outcome}")
+                    continue
+                work.store.save(spec, key, *outcome)
+                record_path = work.store.path(spec, key)
+                result.finished += [p for p in (record_path, record_path.with_suffix(".npz")) if p.exists()]
+                if table.id not in result.tables:
+                    result.tables.append(table.id)
     result.seconds = time.monotonic() - start
     return result
 

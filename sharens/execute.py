@@ -8,6 +8,7 @@ a spec can run it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from contextlib import contextmanager
@@ -94,33 +95,55 @@ def fixed_threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_cell(spec: CellSpec, data: DeviceData, device: torch.device) -> tuple[dict, dict[str, np.ndarray]]:
+CellResult = tuple[dict, dict[str, np.ndarray]]  # a cell's record and its per-row outcomes
+
+
+def run_cell(spec: CellSpec, data: DeviceData, device: torch.device) -> CellResult:
     """Train and evaluate one cell: (its full record, its per-row outcomes; empty if it diverged)."""
+    return run_cells([spec], data, device)[0]
+
+
+def run_cells(specs: list[CellSpec], data: DeviceData, device: torch.device) -> list[CellResult]:
+    """Train and evaluate cells that run together: one cell, or the seeds of a cell group (cells whose specs
+    differ only in their seed and ask for `batched_seeds`) trained as one batched model. One (record, outcomes)
+    per spec; the group's wall time is split evenly, and each record names the seeds it trained with."""
+    spec = specs[0]
     if (data.name, data.subsets) != (spec.dataset, (spec.train_subset, spec.test_subset)):
         raise ValueError(f"the cell wants {spec.dataset} cut to {(spec.train_subset, spec.test_subset)}, "
                          f"but was given {data.name} cut to {data.subsets}")
+    if len(specs) > 1 and not all(same_but_seed(spec, other) for other in specs[1:]):
+        raise ValueError("cells trained together must differ only in their seed, and ask for batched_seeds")
     started = datetime.now(UTC).isoformat(timespec="seconds")
     start = time.perf_counter()
     with fixed_threads(spec.threads):
         torch.use_deterministic_algorithms(True, warn_only=True)
-        if spec.classic is not None:
-            result, outcomes = _classic_cell(spec, data)
-        else:
-            result, outcomes = _network_cell(spec, data)
-    record = {
-        "table": spec.table, "dataset": spec.dataset, "pair": spec.row.pair, "variant": spec.row.variant,
-        "model": spec.row.label, "preset": spec.preset, "seed": spec.seed, "profile": spec.profile,
-        "n_train": data.info["n_train"], "n_test": data.info["n_test"], "data": data.info,
-        "spec": spec.as_dict(),
-        **result,
-        "provenance": {
-            **provenance.environment(), "device": provenance.device_name(device, spec.threads),
-            "started_utc": started, "wall_seconds": time.perf_counter() - start,
-        },
-    }
-    if outcomes:
-        record["outcomes"] = describe_outcomes(outcomes)
-    return record, outcomes
+        results = [_classic_cell(spec, data)] if spec.classic is not None else _network_cells(specs, data)
+    wall_seconds = (time.perf_counter() - start) / len(specs)
+    cells = []
+    for spec, (result, outcomes) in zip(specs, results, strict=True):
+        record = {
+            "table": spec.table, "dataset": spec.dataset, "pair": spec.row.pair, "variant": spec.row.variant,
+            "model": spec.row.label, "preset": spec.preset, "seed": spec.seed, "profile": spec.profile,
+            "n_train": data.info["n_train"], "n_test": data.info["n_test"], "data": data.info,
+            "spec": spec.as_dict(),
+            **result,
+            "provenance": {
+                **provenance.environment(), "device": provenance.device_name(device, spec.threads),
+                "started_utc": started, "wall_seconds": wall_seconds,
+            },
+        }
+        if len(specs) > 1:
+            record["provenance"]["trained_with_seeds"] = [other.seed for other in specs]
+        if outcomes:
+            record["outcomes"] = describe_outcomes(outcomes)
+        cells.append((record, outcomes))
+    return cells
+
+
+def same_but_seed(spec: CellSpec, other: CellSpec) -> bool:
+    """Whether two cells may train together as one batched model: the same work but for the seed."""
+    return bool(spec.network and spec.network.speed.get("batched_seeds")) and \
+        dataclasses.replace(other, seed=spec.seed) == spec
 
 
 def flops_per_sample(model: torch.nn.Module, x: torch.Tensor) -> float | None:
@@ -168,35 +191,61 @@ def _test_logits(model: SharingEnsemble, x_test: torch.Tensor, speed: Speed) -> 
     return logits, time.perf_counter() - start
 
 
+def _gradient_probe(net: NetworkSpec, model: SharingEnsemble, x: torch.Tensor, y: torch.Tensor):
+    """The first layer's gradient norm on a fixed batch of train rows, measured on a copy (so the probe's
+    batch-norm update does not touch the model); None unless the spec asks for it."""
+    if not net.probe_gradients:
+        return None
+    return lambda: first_layer_gradient_norm(copy.deepcopy(model), x[: net.batch_size], y[: net.batch_size])
+
+
 def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
                seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> Trained:
     model = _seeded_model(net, x, num_classes, seed)
     speed = Speed(**net.speed)
-    probe = (x[: net.batch_size], y[: net.batch_size])  # a fixed batch of train rows
-
-    def gradient_norm() -> float:  # on a copy, so the probe's batch-norm update does not touch the model
-        return first_layer_gradient_norm(copy.deepcopy(model), *probe)
-
-    norms = {"init": gradient_norm(), "head_weight": float(model.head_weights.sum())} if net.probe_gradients \
-        else None
+    probe = _gradient_probe(net, model, x, y)
+    norms = {"init": probe(), "head_weight": float(model.head_weights.sum())} if probe else None
     result = train(model, x, y, preset=Preset(**net.optimizer), epochs=net.epochs, batch_size=net.batch_size,
                    seed=seed, desc=desc, augment=get_augmentation(net.augment), speed=speed,
                    heldout=heldout, patience=net.patience, stop_on=net.stop_on)
     if norms is not None and result.diverged_at_step is None:
-        norms["trained"] = gradient_norm()
+        norms["trained"] = probe()
     return Trained(model, result, *_test_logits(model, x_test, speed), norms)
 
 
-def _train_members(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
-                   seeds: list[int], desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> list[Trained]:
-    """An independent ensemble's members, trained at once as one batched model (`sharens.members`)."""
+def _train_batched(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
+                   seeds: list[list[int]], splits: list[Split], desc: str) -> list[list[Trained]]:
+    """Every member of every cell of a group (`seeds[c]`: cell c's member seeds; `splits[c]`: its rows), trained
+    at once as one batched model (`sharens.members`); the runs of each cell, in order."""
     speed = Speed(**net.speed)
-    models = [_seeded_model(net, x, num_classes, seed) for seed in seeds]
-    results = train_members(models, x, y, seeds=seeds, preset=Preset(**net.optimizer), epochs=net.epochs,
-                            batch_size=net.batch_size, desc=desc, augment=get_augmentation(net.augment),
-                            speed=speed, heldout=heldout, patience=net.patience, stop_on=net.stop_on)
-    return [Trained(model, result, *_test_logits(model, x_test, speed)) for model, result in zip(models, results,
-                                                                                                 strict=True)]
+    members = [(seed, split) for member_seeds, split in zip(seeds, splits, strict=True) for seed in member_seeds]
+    models = [_seeded_model(net, x, num_classes, seed) for seed, _ in members]
+    # a cell's gradient norms are its first member's, as `_train_one` measures them
+    probes = [_gradient_probe(net, model, x[split.fit], y[split.fit]) if k % net.members == 0 else None
+              for k, (model, (_, split)) in enumerate(zip(models, members, strict=True))]
+    norms = [{"init": probe(), "head_weight": float(model.head_weights.sum())} if probe else None
+             for model, probe in zip(models, probes, strict=True)]
+    watch = splits[0].held is not None
+    results = train_members(models, x, y, seeds=[seed for seed, _ in members], preset=Preset(**net.optimizer),
+                            epochs=net.epochs, batch_size=net.batch_size, desc=desc,
+                            augment=get_augmentation(net.augment), speed=speed,
+                            rows=torch.stack([split.fit for _, split in members]),
+                            heldout_rows=torch.stack([split.held for _, split in members]) if watch else None,
+                            patience=net.patience, stop_on=net.stop_on)
+    runs = []
+    for model, result, probe, norm in zip(models, results, probes, norms, strict=True):
+        if norm is not None and result.diverged_at_step is None:
+            norm["trained"] = probe()
+        runs.append(Trained(model, result, *_test_logits(model, x_test, speed), norm))
+    return [runs[c : c + net.members] for c in range(0, len(runs), net.members)]
+
+
+@dataclass
+class Split:
+    """A seed's rows of the training set: those it trains on, and those held out (None: no hold-out)."""
+
+    fit: torch.Tensor
+    held: torch.Tensor | None
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,21 +255,38 @@ def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, tor
     return order[held:].sort().values, order[:held].sort().values
 
 
-def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
-    net = spec.network
+def _split(net: NetworkSpec, n: int, seed: int, device: torch.device) -> Split:
+    """Rows the model never trains on (for the stopping rule and the accuracy-weighted vote), if it holds out."""
+    if not net.holdout:
+        return Split(torch.arange(n, device=device), None)
+    fit, held = (rows.to(device) for rows in holdout_split(n, net.holdout, seed))
+    return Split(fit, held)
+
+
+def _network_cells(specs: list[CellSpec], data: DeviceData) -> list[tuple[dict, dict[str, np.ndarray]]]:
+    net = specs[0].network  # the cells of a group differ only in their seeds
     (x, x_test), y = data.x(net.inputs), data.y_train
-    heldout = None
-    if net.holdout:  # rows the model never trains on: for the stopping rule and the accuracy-weighted vote
-        fit, held = (i.to(x.device) for i in holdout_split(len(y), net.holdout, spec.seed))
-        x, y, heldout = x[fit], y[fit], (x[held], y[held])
-    desc = f"{spec.dataset} {spec.row.label} s{spec.seed}"
-    seeds = [spec.seed + 1000 * k for k in range(net.members)]
-    if net.speed.get("batched_members"):  # plan records it only for K > 1 members of a batchable backbone
-        runs = _train_members(net, x, y, x_test, data.num_classes, seeds, desc, heldout)
+    splits = [_split(net, len(y), spec.seed, x.device) for spec in specs]
+    seeds = [[spec.seed + 1000 * k for k in range(net.members)] for spec in specs]
+    desc = f"{specs[0].dataset} {specs[0].row.label} s{','.join(str(spec.seed) for spec in specs)}"
+    if net.speed.get("batched_seeds") or net.speed.get("batched_members"):  # recorded only where they act
+        runs = _train_batched(net, x, y, x_test, data.num_classes, seeds, splits, desc)
     else:
-        runs = [_train_one(net, x, y, x_test, data.num_classes, seed, desc, heldout) for seed in seeds]
+        (split,), (member_seeds,) = splits, seeds  # only batched_seeds trains cells together
+        heldout = None if split.held is None else (x[split.held], y[split.held])
+        runs = [[_train_one(net, x[split.fit], y[split.fit], x_test, data.num_classes, seed, desc, heldout)
+                 for seed in member_seeds]]
+    return [_network_result(net, cell_runs, y[split.fit], None if split.held is None else x[split.held],
+                            None if split.held is None else y[split.held], x_test, data)
+            for cell_runs, split in zip(runs, splits, strict=True)]
+
+
+def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, x_held: torch.Tensor | None,
+                    y_held: torch.Tensor | None, x_test: torch.Tensor,
+                    data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
+    """A network cell's record fields and outcomes, from its trained runs (one, or one per member)."""
     model = runs[0].model
-    majority, entropy = class_prior(y.cpu().numpy(), data.num_classes)
+    majority, entropy = class_prior(y_fit.cpu().numpy(), data.num_classes)
     diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]
     train_seconds = sum(r.result.seconds for r in runs)
     eval_seconds = sum(r.eval_seconds for r in runs)
@@ -237,7 +303,7 @@ def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
         "init": model.backbone.init,
         "majority_rate": majority, "prior_entropy": entropy, "patience": net.patience,
         "stop_on": net.stop_on,
-        "n_fit": len(y), "n_holdout": len(heldout[1]) if heldout else 0,
+        "n_fit": len(y_fit), "n_holdout": 0 if y_held is None else len(y_held),
         **_curves(runs[0].result),
     }
     if net.members > 1:
@@ -250,7 +316,7 @@ def _network_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
     logits = torch.cat([r.test_logits for r in runs], dim=1)
     weights = None
     if net.vote == "accuracy_weighted":  # head weights come from the held-out rows
-        weights = head_accuracies(predict_logits(model, heldout[0], speed=Speed(**net.speed)), heldout[1])
+        weights = head_accuracies(predict_logits(model, x_held, speed=Speed(**net.speed)), y_held)
         record["vote_weights"] = weights.tolist()
     evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, weights)
     record.update(evaluated, head_names=model.head_names if net.members == 1 else

@@ -3,15 +3,19 @@
 An executor takes the cells to run (spec and key), the device and the data
 root (and its own options, such as `jobs` or a cluster's `address`), and
 yields `(spec, key, result)` as cells finish, where result is `(record,
-outcomes)` or the exception the cell raised. It holds no state between cells
-that could change a number: each spec seeds itself and fixes its own thread
-count, so every executor gives the same numbers. The runner, in the driving
+outcomes)` or the exception the cell raised. Cells run alone, or with the
+other seeds of their group where their specs ask for `batched_seeds`
+(`cell_groups`): the unit every executor schedules. An executor holds no state
+between units that could change a number: each spec seeds itself and fixes its
+own thread count, so every executor gives the same numbers. The runner, in the driving
 process, stores each result as it arrives, so no executor needs a shared
 filesystem for results.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -20,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sharens.data import load_dataset
-from sharens.execute import DeviceData, prepare, run_cell
+from sharens.execute import DeviceData, prepare, run_cells
 from sharens.plan import CellSpec
 
 Result = tuple[dict, dict] | BaseException
@@ -49,41 +53,63 @@ class PreparedData:
         return self.cache[key]
 
 
+Unit = list[tuple[CellSpec, str]]  # cells that run together: one, or a cell group's seeds
+
+
+def cell_groups(todo: list[tuple[CellSpec, str]]) -> list[Unit]:
+    """The cells to run, in units: each cell alone, except that the seeds of a group whose specs ask for
+    `batched_seeds` (the same work but for the seed) form one unit, in the order their first seed comes."""
+    units: dict[str, Unit] = {}
+    for spec, key in todo:
+        alike = spec.network is not None and spec.network.speed.get("batched_seeds")
+        group = json.dumps(dataclasses.replace(spec, seed=0).as_dict(), sort_keys=True, default=str) if alike \
+            else key
+        units.setdefault(group, []).append((spec, key))
+    return list(units.values())
+
+
+def _results(unit: Unit, outcome: list[tuple[dict, dict]] | BaseException) -> Iterator[tuple[CellSpec, str, Result]]:
+    """Each cell of a unit with its result (or the exception the unit raised)."""
+    for k, (spec, key) in enumerate(unit):
+        yield spec, key, outcome if isinstance(outcome, BaseException) else outcome[k]
+
+
 @register_executor("local")
 def run_here(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
              jobs: int = 1) -> Iterator[tuple[CellSpec, str, Result]]:
-    """One cell after another in this process."""
+    """One unit after another in this process."""
     data = PreparedData(device, data_root)
-    for spec, key in todo:
+    for unit in cell_groups(todo):
+        specs = [spec for spec, _ in unit]
         try:
-            result: Result = run_cell(spec, data.for_spec(spec), device)
+            outcome = run_cells(specs, data.for_spec(specs[0]), device)
         except Exception as exc:  # one broken cell must not lose the others
-            result = exc
-        yield spec, key, result
+            outcome = exc
+        yield from _results(unit, outcome)
 
 
 _WORKER: dict = {}  # a worker process's prepared data, kept across its cells
 
 
-def _run_in_worker(spec: CellSpec, device: str, data_root: Path | None) -> tuple[dict, dict]:
-    """Process-pool entry point: needs only the spec (it never imports `benchmarks`)."""
+def _run_in_worker(specs: list[CellSpec], device: str, data_root: Path | None) -> list[tuple[dict, dict]]:
+    """Process-pool entry point: needs only the specs (it never imports `benchmarks`)."""
     data = _WORKER.setdefault((device, data_root), PreparedData(torch.device(device), data_root))
-    return run_cell(spec, data.for_spec(spec), torch.device(device))
+    return run_cells(specs, data.for_spec(specs[0]), torch.device(device))
 
 
 @register_executor("processes")
 def run_in_processes(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
                      jobs: int = 2) -> Iterator[tuple[CellSpec, str, Result]]:
-    """`jobs` spawned worker processes on this machine's CPU, one cell at a time each."""
+    """`jobs` spawned worker processes on this machine's CPU, one unit at a time each."""
     if device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, spec, device.type, data_root): (spec, key) for spec, key in todo}
+        futures = {pool.submit(_run_in_worker, [spec for spec, _ in unit], device.type, data_root): unit
+                   for unit in cell_groups(todo)}
         for future in as_completed(futures):
-            spec, key = futures[future]
             exc = future.exception()
-            yield spec, key, exc if exc is not None else future.result()
+            yield from _results(futures[future], exc if exc is not None else future.result())
 
 
 RAY_RETRIES = 3  # a cell whose worker process dies (killed, out of memory) runs again, up to this many times
@@ -103,9 +129,9 @@ def ray_resources(spec: CellSpec, device: torch.device) -> dict:
 @register_executor("ray")
 def run_on_ray(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
                jobs: int = 1, address: str | None = None) -> Iterator[tuple[CellSpec, str, Result]]:
-    """One Ray task per cell on the cluster at `address` (None: a local one of `jobs` CPUs). Tasks return
-    their record and outcomes to this process; every node reads the data at `data_root` (or its own
-    $SHARENS_DATA). A task whose worker dies is retried (`RAY_RETRIES`); one that raises is not."""
+    """One Ray task per unit (`cell_groups`) on the cluster at `address` (None: a local one of `jobs` CPUs).
+    Tasks return their records and outcomes to this process; every node reads the data at `data_root` (or its
+    own $SHARENS_DATA). A task whose worker dies is retried (`RAY_RETRIES`); one that raises is not."""
     import ray
 
     if address:
@@ -114,17 +140,17 @@ def run_on_ray(todo: list[tuple[CellSpec, str]], device: torch.device, data_root
         ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(_run_in_worker)
-        running = {task.options(**ray_resources(spec, device), max_retries=RAY_RETRIES, retry_exceptions=False)
-                   .remote(spec, device.type, data_root): (spec, key) for spec, key in todo}
+        running = {task.options(**ray_resources(unit[0][0], device), max_retries=RAY_RETRIES, retry_exceptions=False)
+                   .remote([spec for spec, _ in unit], device.type, data_root): unit for unit in cell_groups(todo)}
         while running:
             (ref,), _ = ray.wait(list(running), num_returns=1)
-            spec, key = running.pop(ref)
+            unit = running.pop(ref)
             try:
-                result: Result = ray.get(ref)
+                outcome = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:  # the cell raised: its own exception, as other executors
-                result = exc.as_instanceof_cause()
+                outcome = exc.as_instanceof_cause()
             except ray.exceptions.RayError as exc:  # its worker died more often than retried
-                result = exc
-            yield spec, key, result
+                outcome = exc
+            yield from _results(unit, outcome)
     finally:
         ray.shutdown()

@@ -6,8 +6,13 @@ train one after another. `torch.func.stack_module_state` stacks the K members'
 weights along a new leading axis and `vmap` runs one forward and backward over
 all of them, so each kernel runs once on K times the work.
 
+The same holds for the seeds of a cell group (one row of a table, its seeds
+trained at once): each member may train on its own rows of the training set
+and judge its stopping rule on its own held-out rows, as a seed's hold-out
+split gives them.
+
 Nothing is shared but the kernels. Each member keeps its own initialisation (it
-is built from its own seed before stacking), its own data order and
+is built from its own seed before stacking), its own rows, data order and
 augmentation (its own generator, seeded as `train` seeds it), its own
 batch-norm statistics (the buffers are stacked too) and its own stopping rule
 (`training.Progress`); the summed loss gives each member exactly its own
@@ -42,19 +47,30 @@ def train_members(
     desc: str = "train members",
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     speed: Speed = FP32,
-    heldout: tuple[torch.Tensor, torch.Tensor] | None = None,
+    rows: torch.Tensor | None = None,
+    heldout_rows: torch.Tensor | None = None,
     patience: int | None = None,
     stop_on: str = "heldout_loss",
 ) -> list[TrainResult]:
     """Train `models` (same architecture, each initialised from its own seed) in place, as `train` would train
     each with its seed in `seeds`; one `TrainResult` per member, the batched wall time split evenly.
 
-    A member that stops early keeps the weights its rule keeps while the others train on; its extra steps are
-    computed and discarded. `speed`'s precision applies; layout and compilation do not (vmap runs the model).
+    `rows` (members, n) are the rows of (x, y) each member trains on, as `train(model, x[rows[k]], ...)` would
+    (default: all of them); `heldout_rows` (members, m) those whose loss its stopping rule watches, as `train`'s
+    `heldout=(x[heldout_rows[k]], y[heldout_rows[k]])`. A member that stops early keeps the weights its rule
+    keeps while the others train on; its extra steps are computed and discarded. `speed`'s precision applies;
+    layout and compilation do not (vmap runs the model).
     """
     device, members = x.device, len(models)
-    batch_size = min(batch_size, len(x))
-    steps_per_epoch = len(x) // batch_size
+    if rows is None:
+        rows = torch.arange(len(x), device=device).expand(members, -1)
+    if len(rows) != members or (heldout_rows is not None and len(heldout_rows) != members):
+        raise ValueError(f"{members} members need one set of rows each; got {len(rows)} training and "
+                         f"{'no' if heldout_rows is None else len(heldout_rows)} held-out sets")
+    heldout = None if heldout_rows is None else (x[heldout_rows], y[heldout_rows])  # (members, m, ...)
+    n = rows.shape[1]
+    batch_size = min(batch_size, n)
+    steps_per_epoch = n // batch_size
     stacked, buffers = stack_module_state(models)
     # each member's weight matrices are kept transposed, (K, in, out): vmap's linear then multiplies by them as
     # stored and their gradients land as stored; stacked as (K, out, in), every step copied the largest of them
@@ -68,7 +84,7 @@ def train_members(
     def run(member_weights: dict, member_buffers: dict, batch: torch.Tensor) -> torch.Tensor:
         return functional_call(skeleton, (member_weights, member_buffers), (batch,))
 
-    forward, evaluate = vmap(run), vmap(run, in_dims=(0, 0, None))  # evaluate: every member on the same rows
+    forward = vmap(run)
     member_loss = vmap(models[0].loss)  # every member weights its heads alike
     progress = [Progress(float(models[0].head_weights.sum()), steps_per_epoch, patience, stop_on) for _ in models]
     optimizer, schedule = optimizer_for(leaves.values(), preset, epochs * steps_per_epoch)
@@ -83,7 +99,8 @@ def train_members(
     sync_device(device)
     start = time.perf_counter()
     for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=None):
-        orders = [torch.randperm(len(x), device=device, generator=g) for g in generators]
+        orders = [member_rows[torch.randperm(n, device=device, generator=g)]
+                  for member_rows, g in zip(rows, generators, strict=True)]
         for b in range(steps_per_epoch):
             idx = torch.stack([order[b * batch_size : (b + 1) * batch_size] for order in orders])
             batch = x[idx] if augment is None else \
@@ -97,7 +114,7 @@ def train_members(
             schedule.step()
             losses[:, b] = loss.detach()
             hits[:, b] = vote_hits(logits.detach(), y[idx])
-        held = None if heldout is None else _heldout_losses(evaluate, skeleton, weights(), buffers, models[0], heldout,
+        held = None if heldout is None else _heldout_losses(forward, skeleton, weights(), buffers, models[0], heldout,
                                                               speed)
         for k, member in enumerate(progress):
             if not member.done:
@@ -112,14 +129,14 @@ def train_members(
 
 
 @torch.no_grad()
-def _heldout_losses(evaluate: Callable, skeleton: torch.nn.Module, weights: dict, buffers: dict,
+def _heldout_losses(forward: Callable, skeleton: torch.nn.Module, weights: dict, buffers: dict,
                     model: SharingEnsemble, heldout: tuple[torch.Tensor, torch.Tensor], speed: Speed,
                     batch_size: int = 4096) -> torch.Tensor:
-    """Each member's mean loss per unit of head weight on the held-out rows (eval mode), as `heldout_loss`."""
-    x, y = heldout
+    """Each member's mean loss per unit of head weight on its held-out rows (eval mode), as `heldout_loss`."""
+    x, y = heldout  # (members, m, ...), (members, m)
     skeleton.eval()
     with speed.autocast(x.device):
-        logits = torch.cat([evaluate(weights, buffers, x[i : i + batch_size]).float()
-                            for i in range(0, len(x), batch_size)], dim=1)
+        logits = torch.cat([forward(weights, buffers, x[:, i : i + batch_size]).float()
+                            for i in range(0, x.shape[1], batch_size)], dim=1)
     skeleton.train()
-    return vmap(model.loss, in_dims=(0, None))(logits, y) / float(model.head_weights.sum())
+    return vmap(model.loss)(logits, y) / float(model.head_weights.sum())

@@ -99,11 +99,12 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
             for preset in presets:
                 for row in (r for r in rows if r.pair is not None):
                     cells.append(CellSpec(**common, row=row, preset=preset, seed=seed,
-                                          network=_network(table, profile, dataset, row, preset, speed)))
+                                          network=_network(table, profile, dataset, row, preset, speed, seeds)))
     return cells
 
 
-def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str, speed: Speed) -> NetworkSpec:
+def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str, speed: Speed,
+             seeds: int) -> NetworkSpec:
     pair = table.pair(row.pair)
     se = row.variant in ("se", "se_weighted")
     members = min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1
@@ -119,5 +120,5 @@ def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str
         holdout=max(profile.holdout, pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0),
         patience=profile.patience, stop_on=profile.stop_on,
         augment=table.augment, probe_gradients=table.probe_gradients,
-        speed=speed.config(members, BACKBONES[pair.backbone].batchable),
+        speed=speed.config(members, BACKBONES[pair.backbone].batchable, seeds),
     )

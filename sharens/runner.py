@@ -46,7 +46,7 @@ class Work:
     keyed: list[tuple[CellSpec, str]]  # every cell of the plan, in plan order, with its key
     store: CellStore
     records: dict[str, dict]  # key -> record of the stored cells
-    todo: list[tuple[CellSpec, str]]  # the cells still to run (only the `rows` asked for)
+    todo: list[tuple[CellSpec, str]]  # the cells still to run (only the rows, presets and seeds asked for)
     keyless: list[dict]  # committed cells from before cells were keyed (see CellStore.older_cells)
 
 
@@ -56,11 +56,14 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
             rows: list[str] | None = None, download: bool = False) -> Work:
     """Plan `table` at a profile, key every cell on its data, and find the stored ones (see `run_table`)."""
     profile = table.profile(profile_name)
-    presets = list(presets or table.presets)
-    for preset in presets:
+    asked_presets = list(presets or table.presets)
+    for preset in asked_presets:
         table.preset(preset)  # fail before any work on a typo
-    specs = plan(table, profile, seeds or profile.seeds, presets, list(datasets or table.datasets),
-                 Speed.for_device(device, speed))
+    asked_seeds = seeds or profile.seeds
+    # the plan covers the table's own presets and seeds as well as those asked for, so that a run of some of them
+    # still reports the stored cells of the others; only the asked ones run
+    specs = plan(table, profile, max(asked_seeds, profile.seeds), list(dict.fromkeys([*table.presets, *asked_presets])),
+                 list(datasets or table.datasets), Speed.for_device(device, speed))
     if rows:
         labels = {spec.row.label for spec in specs}
         if set(rows) - labels:
@@ -77,7 +80,8 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
     records: dict[str, dict] = {}
     todo = []
     for spec, key in keyed:
-        selected = not rows or spec.row.label in rows
+        selected = ((not rows or spec.row.label in rows) and spec.seed < asked_seeds
+                    and spec.preset in (None, *asked_presets))
         record = None if force and selected else store.load(spec, key)
         if record is None:
             if selected:
@@ -109,17 +113,18 @@ def run_table(
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
-    `presets` default to the table's. Finished cells are stored as they complete and skipped on a rerun unless
-    `force`; a cell that raises is reported in `errors` and the run goes on. `jobs` > 1 runs cells in that many
-    worker processes (CPU only); every cell fixes its own seed and thread count, so the numbers do not depend on the
-    schedule. On CUDA cells train with bf16 autocast and channels_last and batch an ensemble's members; `speed`
-    names further `training.Speed` options (e.g. compile); each cell's spec records them. With `execute` False
-    nothing runs: the result holds the stored cells of the plan, and `errors` names the cells still to run. `rows`
-    (labels) restricts what runs, not what is reported: every stored cell of the plan stays in the result. With
-    `estimate` (and `execute` False), the cost model (`sharens.costs`) times the cells still to run. With
-    `download`, a data set whose files are missing is downloaded into the data root first. `executor` names where
-    cells run (`sharens.executors`; default: worker processes when `jobs` > 1, else this process); `address` is a
-    Ray cluster's.
+    `presets` and `seeds` default to the table's and the profile's; like `rows`, they choose what runs, while the
+    report keeps every stored cell of the table's own presets and seeds. Finished cells are stored as they
+    complete and skipped on a rerun unless `force`; a cell that raises is reported in `errors` and the run goes
+    on. `jobs` > 1 runs cells in that many worker processes (CPU only); every cell fixes its own seed and thread
+    count, so the numbers do not depend on the schedule. On CUDA cells train with bf16 autocast and
+    channels_last and batch an ensemble's members; `speed` names further `training.Speed` options (e.g.
+    compile); each cell's spec records them. With `execute` False nothing runs: the result holds the stored
+    cells of the plan, and `errors` names the cells still to run. `rows` (labels) restricts what runs, not what
+    is reported: every stored cell of the plan stays in the result. With `estimate` (and `execute` False), the
+    cost model (`sharens.costs`) times the cells still to run. With `download`, a data set whose files are
+    missing is downloaded into the data root first. `executor` names where cells run (`sharens.executors`;
+    default: worker processes when `jobs` > 1, else this process); `address` is a Ray cluster's.
     """
     executor = executor or ("processes" if jobs > 1 else "local")
     if executor not in EXECUTORS:

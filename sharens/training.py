@@ -106,30 +106,32 @@ class Speed:
     `bf16`: autocast convolutions and matmuls to bfloat16 (tensor cores). `channels_last`: NHWC layout for
     image models (what cuDNN's fastest convolutions want; oneDNN's too, on a CPU). `compile`: `torch.compile`
     the model. `batched_members`: an independent ensemble's K members train at once, as one `vmap`-ed model
-    (`sharens.members`), where the backbone allows.
+    (`sharens.members`), where the backbone allows. `batched_seeds`: so do the seeds of a cell group (a row's
+    cells that differ only in their seed), when they run together.
     """
 
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
     batched_members: bool = False
+    batched_seeds: bool = False
 
     @classmethod
     def for_device(cls, device: torch.device, extra: Iterable[str] = ()) -> Speed:
-        """On CUDA: bf16, channels_last and batched members; `extra` names options to switch on as well
+        """On CUDA: bf16, channels_last, batched members and seeds; `extra` names options to switch on as well
         (compilation costs minutes up front, so it is only ever asked for)."""
         unknown = set(extra) - set(SPEED_OPTIONS)
         if unknown:
             raise ValueError(f"unknown speed option(s) {sorted(unknown)}; known: {', '.join(SPEED_OPTIONS)}")
         cuda = device.type == "cuda"
-        on = {"bf16": cuda, "channels_last": cuda, "batched_members": cuda} | dict.fromkeys(extra, True)
-        return cls(**on)
+        on = dict.fromkeys(("bf16", "channels_last", "batched_members", "batched_seeds"), cuda)
+        return cls(**on | dict.fromkeys(extra, True))
 
-    def config(self, members: int = 1, batchable: bool = True) -> dict:
-        """The options that are on and act on a cell of `members` networks (batching needs K > 1 members
-        of a `batchable` backbone): what the cell's spec records."""
-        acts = members > 1 and batchable
-        return {k: v for k, v in asdict(self).items() if v and (k != "batched_members" or acts)}
+    def config(self, members: int = 1, batchable: bool = True, seeds: int = 1) -> dict:
+        """The options that are on and act on a cell of `members` networks, one of `seeds` seeds (batching needs
+        K > 1 members, or seeds, of a `batchable` backbone): what the cell's spec records."""
+        acts = {"batched_members": members > 1 and batchable, "batched_seeds": seeds > 1 and batchable}
+        return {k: v for k, v in asdict(self).items() if v and acts.get(k, True)}
 
     def prepare(self, model: torch.nn.Module) -> Callable:
         """Lay out `model` for this speed; return the callable that runs its forward pass."""

@@ -58,9 +58,9 @@ def test_reproduce_prints_its_plan_and_estimate_before_any_work(data_root, tmp_p
             str(data_root), "--out", str(tmp_path), "--rows", "SVM (rbf)"]
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "table5_semg at smoke: 17 cells planned, 0 stored, 1 to run; estimated" in out and "thread" in out
+    assert "table5_semg at smoke: 34 cells planned, 0 stored, 1 to run; estimated" in out and "thread" in out
     assert main(args) == 0
-    assert "17 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
+    assert "34 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
 
 
 def test_auto_runs_the_largest_profile_a_cpu_can_finish_and_says_what_it_left(data_root, tmp_path, capsys,

@@ -139,7 +139,7 @@ def test_a_spec_runs_in_a_spawned_worker_that_never_imports_benchmarks(data_root
     table = get_table("table7_uci")
     spec = next(s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["yeast"]) if s.row.variant == "se")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        record, outcomes = pool.submit(_run_in_worker, spec, "cpu", data_root).result()
+        ((record, outcomes),) = pool.submit(_run_in_worker, [spec], "cpu", data_root).result()
         imported = pool.submit(eval, "'benchmarks' in __import__('sys').modules").result()
     assert record["status"] == "ok" and record["model"] == "DNN+SE" and len(outcomes["y"]) == 256
     assert imported is False
@@ -398,14 +398,26 @@ def test_committed_cells_keep_their_keys_when_a_spec_field_is_added(data_root, t
     assert "stop_on" not in spec.key_dict()["network"] and changed.key_dict() != spec.key_dict()
 
 
-def test_rows_restrict_what_runs_not_what_is_reported(data_root, tmp_path, capsys):
+def test_rows_presets_and_seeds_restrict_what_runs_not_what_is_reported(data_root, tmp_path, capsys):
     args = ["reproduce", "--table", "table5_semg", "--profile", "smoke", "--data-root", str(data_root),
             "--out", str(tmp_path), "--seeds", "1"]
+
+    def reported():
+        doc = json.loads((tmp_path / "table5_semg.json").read_text())
+        return sorted((c["model"], c["preset"] or "classic", c["seed"]) for c in doc["cells"])
+
     assert main([*args, "--rows", "Random Forest", "--rows", "SVM (rbf)"]) == 0
-    doc = json.loads((tmp_path / "table5_semg.json").read_text())
-    assert sorted(c["model"] for c in doc["cells"]) == ["Random Forest", "SVM (rbf)"]
+    assert reported() == [("Random Forest", "classic", 0), ("SVM (rbf)", "classic", 0)]
     assert main([*args, "--rows", "Logistic Regression"]) == 0  # the report keeps the stored cells too
-    assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 3
+    assert len(reported()) == 3
+    assert main([*args, "--rows", "DNN", "--preset", "paper"]) == 0
+    assert main([*args[:-2], "--seeds", "2", "--rows", "DNN", "--preset", "tuned"]) == 0
+    every = reported()
+    assert [cell for cell in every if cell[0] == "DNN"] == [("DNN", "paper", 0), ("DNN", "tuned", 0),
+                                                            ("DNN", "tuned", 1)]
+    # one preset and one seed asked for, nothing left to run: the report still holds the other preset and seed
+    assert main([*args, "--preset", "tuned", "--rows", "Random Forest"]) == 0
+    assert reported() == every
     assert main([*args, "--rows", "Random Forrest"]) == 1
     assert "no row ['Random Forrest']" in capsys.readouterr().err
 
