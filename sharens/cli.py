@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: {source}: {exc}", file=sys.stderr)
         return 1
     print(f"{table.id}: {len(doc['cells'])} stored cells -> {md}, {js}")
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from sharens import site
+
+    index = site.write(args.results)
+    print(f"{len(list(args.results.rglob('*.html')))} pages -> {index}")
+    if args.screenshot:
+        try:
+            print(f"-> {site.screenshot(index, args.browser)}")
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            print(f"error: the screenshot failed: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -316,10 +331,11 @@ def parser() -> argparse.ArgumentParser:
                    help="table id (repeatable; default: every implemented table); see `python -m sharens list`")
     r.add_argument("--profile", choices=("auto", *PROFILES), default="auto",
                    help="auto (default): full on a GPU; on a CPU the largest profile each table can finish there")
-    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the profile's)")
+    r.add_argument("--seeds", type=int, default=None,
+                   help="run seeds 0..N-1 (default: the profile's); the report keeps the other stored seeds")
     r.add_argument("--preset", action="append", default=None,
-                   help="optimizer preset, e.g. tuned, paper, he2016 (repeatable; default: the table's presets, "
-                        "see `list`)")
+                   help="optimizer preset to run, e.g. tuned, paper, he2016 (repeatable; default: the table's presets, "
+                        "see `list`); the report keeps the stored cells of the table's other presets")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     r.add_argument("--data-root", type=Path, default=None,
                    help="data root (default: $SHARENS_DATA, else datasets/)")
@@ -351,6 +367,13 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--data-root", type=Path, default=None, help="data root (with --profile: keys the cells)")
     rep.add_argument("--out", type=Path, default=Path("results"))
     rep.set_defaults(func=cmd_report)
+
+    si = sub.add_parser("site", help="rewrite a results tree's HTML pages and index from its reports")
+    si.add_argument("--results", type=Path, default=Path("results"), help="the tree's root (default results/)")
+    si.add_argument("--screenshot", action="store_true",
+                    help="also save index.screenshot.png as headless Chromium shows the index")
+    si.add_argument("--browser", default="chromium", help="the Chromium to run (default: chromium on PATH)")
+    si.set_defaults(func=cmd_site)
 
     lst = sub.add_parser("list", help="tables, models, profiles and presets")
     lst.add_argument("--table", action="append", metavar="ID", help="only these tables (repeatable)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from sharens import document, plots, stats
+from sharens import document, plots, site, stats
 from sharens.atomic import write_bytes, write_json
 from sharens.benchmark import Table
 from sharens.cells import Outcomes
@@ -314,7 +314,8 @@ def _data_notes(info: dict) -> list[str]:
 
 def write(table: Table, profile: str, records: list[dict], out: Path,
           outcomes: Outcomes | None = None) -> tuple[Path, Path]:
-    """Write `<table>.json`, `<table>.outcomes.npz`, `<table>.png` and `<table>.md` (which shows the PNG)."""
+    """Write `<table>.json`, `<table>.outcomes.npz`, `<table>.png` and `<table>.md` (which shows the PNG); at
+    `full` and `quick`, rewrite the results tree's HTML pages too (`sharens.site`)."""
     out = Path(out)
     doc = document.build(table, profile, records, outcomes)
     json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
@@ -330,4 +331,6 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
     if curves is not None:
         figures.append(f"![loss curves of the cells unfit for a verdict]({curves.name})")
     write_bytes(md_path, (markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n").encode())
+    if profile in site.PROFILE_FOLDERS:  # the pages and index of the results tree, so they never go stale
+        site.write(site.root_of(out, profile))
     return md_path, json_path

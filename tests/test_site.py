@@ -1,0 +1,85 @@
+"""The static site (`sharens.site`): the committed pages are current, and every link and image resolves."""
+
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sharens import site
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.targets: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        wanted = {"a": "href", "img": "src", "link": "href", "script": "src"}.get(tag)
+        self.targets += [value for name, value in attrs if name == wanted and value]
+
+
+def broken_links(root: Path) -> list[str]:
+    """'page: target' for every link or image of every page under `root` that does not resolve to a file."""
+    broken = []
+    for page in sorted(root.rglob("*.html")):
+        parser = _Links()
+        parser.feed(page.read_text())
+        for target in parser.targets:
+            parsed = urlparse(target)
+            if parsed.scheme or parsed.netloc:
+                broken.append(f"{page.relative_to(root)}: {target} (leaves the site)")
+            elif not (page.parent / parsed.path).resolve().is_file():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    return broken
+
+
+def _reports_copy(tmp_path: Path) -> Path:
+    """The committed reports (JSON, markdown, plots) of the site's folders, without their pages."""
+    for folder in site.FOLDERS:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for path in (RESULTS / folder).iterdir():
+            if path.suffix in (".json", ".md", ".png"):
+                shutil.copy(path, tmp_path / folder / path.name)
+    return tmp_path
+
+
+def test_committed_pages_are_current_and_every_link_resolves(tmp_path):
+    built = _reports_copy(tmp_path)
+    site.write(built)
+    pages = sorted(p.relative_to(built) for p in built.rglob("*.html"))
+    assert {Path("index.html"), Path("table7_uci.html"), Path("quick/figure2_mnist.html")} <= set(pages)
+    stale = [str(p) for p in pages
+             if not (RESULTS / p).is_file() or (RESULTS / p).read_text() != (built / p).read_text()]
+    assert not stale, f"pages out of date with the reports: {stale}; run `python -m sharens site`"
+    assert not broken_links(RESULTS)
+    assert (RESULTS / "index.screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_missing_plot_or_page_is_found(tmp_path):
+    built = _reports_copy(tmp_path)
+    site.write(built)
+    assert not broken_links(built)
+    (built / "table7_uci.png").unlink()
+    (built / "quick" / "table6_imdb.html").unlink()
+    assert broken_links(built) == ["index.html: quick/table6_imdb.html", "table7_uci.html: table7_uci.png"]
+
+
+def test_the_index_counts_each_tables_verdicts(tmp_path):
+    built = _reports_copy(tmp_path)
+    index = site.write(built).read_text()
+    for path in built.glob("*.json"):
+        assert f'href="{path.stem}.html"' in index
+    assert "reproduced: " in index and "Profile <code>quick</code>" in index
+
+
+def test_writing_a_report_rewrites_the_pages_of_its_tree(tmp_path):
+    """A quick report written into `<tree>/quick` refreshes the tree's index and its own page."""
+    from sharens.cli import main
+
+    assert main(["report", "--table", "table6_imdb", "--source", str(RESULTS / "quick" / "table6_imdb.json"),
+                 "--out", str(tmp_path / "quick")]) == 0
+    assert 'href="quick/table6_imdb.html"' in (tmp_path / "index.html").read_text()
+    assert (tmp_path / "quick" / "table6_imdb.html").read_text().count("<table>") >= 1
+    assert not broken_links(tmp_path)
