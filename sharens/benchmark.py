@@ -52,10 +52,11 @@ class Pair:
     `sweep` = (family, depth) places the pair on a depth sweep (Figure 2, the
     ResNet table), which the report plots as accuracy vs depth per family.
     `preset_changes` replace fields of every preset for this pair only (ResNet-110's warm-up).
-    `deeply_supervised` adds the DSN control row (`name DSN`): one head on every
-    tap, trained on the same summed loss, predicting by its last head (its vote
-    over the taps is reported beside it), which separates SE's supervision of
-    the hidden layers from its voting.
+    `deeply_supervised` (on unless a pair opts out) adds the DSN control row
+    (`name DSN`): one head on every tap, trained on the same summed loss,
+    predicting by its last head (its vote over the taps is reported beside it),
+    which separates SE's supervision of the hidden layers from its voting; the
+    claim "SE beats DSN" (`sharens.claims`) is judged on it.
     """
 
     name: str
@@ -69,7 +70,7 @@ class Pair:
     weighted_vote_holdout: float = 0.0
     sweep: tuple[str, int] | None = None
     preset_changes: Mapping = field(default_factory=dict)
-    deeply_supervised: bool = False
+    deeply_supervised: bool = True
 
     def __post_init__(self):
         if not 0 <= self.weighted_vote_holdout < 1:

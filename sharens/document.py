@@ -15,6 +15,7 @@ import torch
 from sharens import health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
+from sharens.claims import CLAIMS
 from sharens.metrics import METRICS
 from sharens.voting import VOTES
 
@@ -178,38 +179,55 @@ def _per_tap(record: dict) -> dict[str, float]:
 
 
 def _claims(table: Table, dataset: str, preset: str, groups: dict, outcomes: Outcomes | None) -> list[dict]:
+    """Every registered claim (`sharens.claims`) of every pair whose SE row and alternative both ran."""
     claims = []
     for pair in table.pairs:
-        base = groups.get((dataset, pair.name, "baseline", preset), [])
         se = groups.get((dataset, pair.name, "se", preset), [])
-        if not base or not se:
-            continue
-        paper = table.paper
-        paper_gain = None
-        if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(pair.name, {}):
-            paper_gain = paper[pair.se_name][dataset] - paper[pair.name][dataset]
-        gain = stats.paired_gain(_correct(se, outcomes), _correct(base, outcomes), (_by_seed(se), _by_seed(base)))
-        unhealthy = _unhealthy(base + se)
-        claim = {
-            "dataset": dataset, "pair": pair.name, "preset": preset,
-            "paper_gain": paper_gain, "gain": gain, "tolerance": table.tolerance,
-            # set once every claim of the table is known (Holm's correction needs them all)
-            "verdict": stats.NOT_COMPARABLE if not _comparable(table, dataset, base + se)
-            else unhealthy["status"] if unhealthy else None,
-            "health": unhealthy or {"status": health.OK},
-            "magnitude": None,  # like the direction, only for a claim that may have a verdict
-            # finished runs only: a diverged run stops early and would flatter its side
-            "se_over_baseline_train_time": _ratio(_mean(_ok(se), "train_seconds"), _mean(_ok(base), "train_seconds")),
-        }
-        ensemble = groups.get((dataset, pair.name, "independent", preset))
-        if ensemble:
-            claim["ensemble_model"] = ensemble[0]["model"]
-            claim["se_minus_ensemble"] = stats.paired_gain(
-                _correct(se, outcomes), _correct(ensemble, outcomes), (_by_seed(se), _by_seed(ensemble)))
-            claim["ensemble_over_se_train_time"] = _ratio(
-                _mean(_ok(ensemble), "train_seconds"), _mean(_ok(se), "train_seconds"))
-        claims.append(claim)
+        for claim_kind in CLAIMS.values():
+            other = groups.get((dataset, pair.name, claim_kind.against, preset), [])
+            if se and other:
+                claims.append(_claim(table, dataset, preset, pair, claim_kind, se, other, groups, outcomes))
     return claims
+
+
+def _claim(table: Table, dataset: str, preset: str, pair, claim_kind, se: list[dict], other: list[dict],
+           groups: dict, outcomes: Outcomes | None) -> dict:
+    paper = table.paper
+    against = other[0]["model"]
+    paper_gain = None
+    if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(against, {}):
+        paper_gain = paper[pair.se_name][dataset] - paper[against][dataset]
+    gain = stats.paired_gain(_correct(se, outcomes), _correct(other, outcomes), (_by_seed(se), _by_seed(other)))
+    unhealthy = _unhealthy(other + se)
+    claim = {
+        "claim": claim_kind.name, "dataset": dataset, "pair": pair.name, "preset": preset, "against": against,
+        "paper_gain": paper_gain, "gain": gain, "tolerance": table.tolerance,
+        # set once every claim of the table is known (Holm's correction needs them all)
+        "verdict": stats.NOT_COMPARABLE if not _comparable(table, dataset, other + se)
+        else unhealthy["status"] if unhealthy else None,
+        "health": unhealthy or {"status": health.OK},
+        "magnitude": None,  # like the direction, only for a claim that may have a verdict
+        # finished runs only: a diverged run stops early and would flatter its side
+        f"se_over_{claim_kind.against}_train_time": _ratio(_mean(_ok(se), "train_seconds"),
+                                                           _mean(_ok(other), "train_seconds")),
+    }
+    if claim_kind.against == "dsn":  # supervision against voting: each model under the other's rule
+        claim["votes"] = {"se": _vote_means(se), "dsn": _vote_means(other)}
+    ensemble = groups.get((dataset, pair.name, "independent", preset))
+    if ensemble and claim_kind.against == "baseline":
+        claim["ensemble_model"] = ensemble[0]["model"]
+        claim["se_minus_ensemble"] = stats.paired_gain(
+            _correct(se, outcomes), _correct(ensemble, outcomes), (_by_seed(se), _by_seed(ensemble)))
+        claim["ensemble_over_se_train_time"] = _ratio(
+            _mean(_ok(ensemble), "train_seconds"), _mean(_ok(se), "train_seconds"))
+    return claim
+
+
+def _vote_means(records: list[dict]) -> dict[str, float | None]:
+    """Mean accuracy over seeds of a row's soft vote and of its last head alone."""
+    ok = _ok(records)
+    return {name: _mean([r["votes"][name] for r in ok if name in r.get("votes", {})], "accuracy")
+            for name in ("soft", "last_head")}
 
 
 def _judge_claims(claims: list[dict]) -> None:

@@ -112,7 +112,8 @@ def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str
     return NetworkSpec(
         backbone=pair.backbone, options=pair.options_for(dataset), inputs=pair.inputs,
         heads_per_tap=heads.get(row.variant),
-        tap_weights=dict(pair.tap_weights) if se and pair.tap_weights else None,
+        # DSN is trained on the same summed loss as SE
+        tap_weights=dict(pair.tap_weights) if (se or row.variant == "dsn") and pair.tap_weights else None,
         optimizer=table.preset_for(pair, preset).config(), epochs=profile.epochs_for(dataset, pair.name),
         batch_size=table.batch_size,
         members=members,

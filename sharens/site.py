@@ -19,7 +19,9 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
+from sharens import claims
 from sharens.atomic import write_bytes
+from sharens.claims import CLAIMS
 
 # the profiles a site shows and where a results tree keeps each (see cli._out): `full` at its root, `quick`
 # under it; smoke is CI's check and has no pages
@@ -63,13 +65,14 @@ def _reports(root: Path) -> list[tuple[Path, dict]]:
     return found
 
 
-def verdicts(doc: dict) -> tuple[Counter, Counter]:
-    """(rows, claims) of a table's document, counted by verdict; a row or claim without a verdict counts by
-    its health status or why not (cited rows are left out)."""
+def verdicts(doc: dict) -> tuple[Counter, dict[str, Counter]]:
+    """(rows, {claim: claims}) of a table's document, counted by verdict; a row or claim without a verdict
+    counts by its health status or why not (cited rows are left out)."""
     rows = Counter(r.get("verdict") or (r["status"] if r["status"] != "ok" else "no paper number")
                    for r in doc["rows"] if r["variant"] != "cited")
-    claims = Counter(c["verdict"] for c in doc["claims"])
-    return rows, claims
+    by_claim = {name: Counter(c["verdict"] for c in doc["claims"] if claims.kind(c).name == name)
+                for name in CLAIMS}
+    return rows, by_claim
 
 
 def _counts(counter: Counter) -> str:
@@ -114,16 +117,23 @@ def _write_index(root: Path, reports: list[tuple[Path, dict]]) -> Path:
              "and test rows) lies within the paper's number ± the table's tolerance, <em>not reproduced</em> "
              "(above or below) when it lies wholly outside, and <em>inconclusive</em> otherwise; a row or "
              "claim that rests on an unhealthy cell (collapsed, diverged, under-trained) gets that status "
-             "instead. Claims are the paper's: SE beats its baseline, tested paired on the same seeds and "
-             "test rows, Holm-corrected within a table. Each page gives the evidence.</p>"]
+             "instead. Claims compare SE with an alternative on the same seeds and test rows (paired), "
+             "Holm-corrected within a table: " + "; ".join(f"<em>{html.escape(c.title)}</em> ("
+                                                          f"{html.escape(c.description)})" for c in CLAIMS.values())
+             + ". Each page gives the evidence.</p>"]
     for profile in dict.fromkeys(doc["profile"] for _, doc in reports):
+        docs = [(path, doc) for path, doc in reports if doc["profile"] == profile]
+        made = {claims.kind(claim).name for _, doc in docs for claim in doc["claims"]}
+        shown = [c for c in CLAIMS.values() if c.name in made]
         lines += [f"<h2>Profile <code>{html.escape(profile)}</code></h2>", "<table>",
-                  "<tr><th>table</th><th>rows</th><th>claims (SE beats its baseline)</th><th>cells</th></tr>"]
-        for path, doc in (r for r in reports if r[1]["profile"] == profile):
-            rows, claims = verdicts(doc)
+                  "<tr><th>table</th><th>rows</th>" + "".join(f"<th>claim: {html.escape(c.title)}</th>" for c in shown)
+                  + "<th>cells</th></tr>"]
+        for path, doc in docs:
+            rows, by_claim = verdicts(doc)
             link = path.with_suffix(".html").relative_to(root).as_posix()
             lines.append(f'<tr><td><a href="{html.escape(link)}">{html.escape(doc["title"])}</a></td>'
-                         f"<td>{_counts(rows)}</td><td>{_counts(claims)}</td><td>{len(doc['cells'])}</td></tr>")
+                         f"<td>{_counts(rows)}</td>" + "".join(f"<td>{_counts(by_claim[c.name])}</td>" for c in shown)
+                         + f"<td>{len(doc['cells'])}</td></tr>")
         lines.append("</table>")
     lines.append("<p>Each table's report is also in markdown (<code>&lt;table&gt;.md</code>) and JSON "
                  "(<code>&lt;table&gt;.json</code>) beside its page.</p>")

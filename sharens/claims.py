@@ -1,0 +1,34 @@
+"""The claims a table is judged on: SE against each alternative it is compared with, one registry.
+
+A claim compares a pair's SE row with another row of the same pair, on the same seeds and test rows
+(paired). Its direction (does SE beat it?) is Holm-corrected across every claim of a table; its magnitude
+is judged against the paper's gain where the paper reports the alternative's number. A new comparison is
+one entry here; the document, the report and the site show every entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    title: str  # how the report and the site head it
+    against: str  # the variant of the pair SE is compared with (see benchmark.VARIANTS)
+    description: str
+
+
+CLAIMS = {claim.name: claim for claim in (
+    Claim("se_beats_baseline", "SE beats its baseline", "baseline",
+          "the paper's claim: the same backbone with one head after its last layer"),
+    Claim("se_beats_dsn", "SE beats deep supervision (DSN)", "dsn",
+          "one head on every tap, the same summed loss, predicting by its last head; it tells SE's vote over "
+          "its heads from the supervision of its hidden layers"),
+)}
+DEFAULT = "se_beats_baseline"  # what a claim of a document written before claims had kinds compared
+
+
+def kind(claim: dict) -> Claim:
+    """The registered comparison a document's claim made."""
+    return CLAIMS[claim.get("claim", DEFAULT)]
