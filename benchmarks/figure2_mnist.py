@@ -25,7 +25,7 @@ def tanh_cnn(depth: int, family: str = FAMILY) -> Pair:
     init = {"init": "xavier_tanh"} if family == XAVIER else {}
     return Pair(f"{family}-{depth}", "convnet",
                 options={"dims": 2, "layers": ((64, 1),) * depth, "activation": "tanh", "batch_norm": False, **init},
-                sweep=(family, depth), deeply_supervised=family == FAMILY)
+                sweep=(family, depth), deeply_supervised=family == FAMILY, snapshot_ensemble=0)
 
 
 def _names(*depths: int) -> tuple[str, ...]:

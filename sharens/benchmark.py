@@ -22,9 +22,10 @@ SE_SUFFIX = "+SE"
 BUDGET_HOLDOUT = 0.1  # share of train a budget rule holds out to choose the epochs on
 ENSEMBLE_SUFFIX = " x{k} (independent)"
 DSN_SUFFIX = " DSN"
+SNAPSHOT_SUFFIX = " snapshots x{m}"
 # what a row trains: the plain network, SE, SE voting with held-out accuracies, K plain networks, the
 # deeply-supervised control (one head per tap, the same summed loss, predicting by its last head), a classic model
-VARIANTS = ("baseline", "se", "se_weighted", "independent", "dsn", "classic")
+VARIANTS = ("baseline", "se", "se_weighted", "independent", "dsn", "snapshot", "classic")
 CITED = "cited"  # a paper row that is shown, not re-run
 
 
@@ -57,6 +58,11 @@ class Pair:
     predicting by its last head (its vote over the taps is reported beside it),
     which separates SE's supervision of the hidden layers from its voting; the
     claim "SE beats DSN" (`sharens.claims`) is judged on it.
+    `snapshot_ensemble` = M > 0 (on unless a pair opts out) adds a snapshot
+    ensemble of the baseline (Huang et al. 2017): the epoch budget split into
+    M cycles, each restarting the rate (and the optimizer) and annealing it by
+    half a cosine, the M end-of-cycle snapshots soft-voted: an ensemble at the
+    cost of one training run, for the claim "SE beats a snapshot ensemble".
     """
 
     name: str
@@ -71,6 +77,7 @@ class Pair:
     sweep: tuple[str, int] | None = None
     preset_changes: Mapping = field(default_factory=dict)
     deeply_supervised: bool = True
+    snapshot_ensemble: int = 5
 
     def __post_init__(self):
         if not 0 <= self.weighted_vote_holdout < 1:
@@ -89,6 +96,9 @@ class Pair:
 
     def ensemble_name(self, k: int) -> str:
         return self.name + ENSEMBLE_SUFFIX.format(k=k)
+
+    def snapshot_name(self, m: int) -> str:
+        return self.name + SNAPSHOT_SUFFIX.format(m=m)
 
     @property
     def dsn_name(self) -> str:
@@ -186,7 +196,7 @@ class Table:
     def rows(self, profile: Profile | None = None) -> list[Row]:
         """Every row, in report order: cited rows, classic models, then each pair's variants.
 
-        With a profile: only the pairs it trains, and independent ensembles of its size.
+        With a profile: only the pairs it trains, and independent and snapshot ensembles of its size.
         """
         rows = [Row(None, CITED, name) for name in self.cited]
         rows += [Row(None, "classic", c.name) for c in self.classic]
@@ -202,6 +212,9 @@ class Table:
                 rows.append(Row(pair.name, "independent", pair.ensemble_name(k)))
             if pair.deeply_supervised:
                 rows.append(Row(pair.name, "dsn", pair.dsn_name))
+            m = pair.snapshot_ensemble if profile is None else min(pair.snapshot_ensemble, profile.ensemble_size)
+            if m:
+                rows.append(Row(pair.name, "snapshot", pair.snapshot_name(m)))
         return rows
 
     def pair(self, name: str) -> Pair:

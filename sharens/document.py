@@ -135,7 +135,7 @@ def _extras(table: Table, row: Row, ok: list[dict]) -> dict:
         extras["first_layer_gradient_norm_per_head_weight"] = {
             when: stats.summarize([n[when] / n["head_weight"] for n in norms if when in n and "head_weight" in n])
             for when in ("init", "trained")}
-    taps = [_per_tap(r) for r in ok if r.get("head_names") and r["variant"] != "independent"]
+    taps = [_per_tap(r) for r in ok if r.get("head_names") and r["variant"] not in ("independent", "snapshot")]
     if taps and len(taps[0]) > 1:
         extras["tap_accuracy"] = {tap: float(np.mean([t[tap] for t in taps])) for tap in taps[0]}
     inits = sorted({r["init"] for r in ok if r.get("init")})

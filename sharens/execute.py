@@ -240,6 +240,36 @@ def _train_batched(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: t
     return [runs[c : c + net.members] for c in range(0, len(runs), net.members)]
 
 
+def _train_snapshots(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
+                     seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> list[Trained]:
+    """A snapshot ensemble (Huang et al. 2017): one model trained in `net.snapshots` cycles, each a run of the
+    cosine-annealed preset from where the last one ended (the rate and the optimizer restart, the data order is
+    the cycle's own), and its test logits after every cycle: one voter per snapshot."""
+    model = _seeded_model(net, x, num_classes, seed)
+    speed, cycle_epochs = Speed(**net.speed), net.epochs // net.snapshots
+    snapshots = []
+    for cycle in range(net.snapshots):
+        result = train(model, x, y, preset=Preset(**net.optimizer), epochs=cycle_epochs, batch_size=net.batch_size,
+                       seed=seed + 1000 * cycle, desc=f"{desc} cycle {cycle + 1}", speed=speed, heldout=heldout,
+                       augment=get_augmentation(net.augment), stop_on=net.stop_on)
+        snapshots.append(Trained(model, result, *_test_logits(model, x_test, speed)))
+        if result.diverged_at_step is not None:
+            break
+    return snapshots
+
+
+def _joined(results: list[TrainResult]) -> TrainResult:
+    """The cycles of a snapshot ensemble as one run: times and steps summed, curves end to end."""
+    last = results[-1]
+    return TrainResult(
+        seconds=sum(r.seconds for r in results), steps=sum(r.steps for r in results),
+        samples=sum(r.samples for r in results), final_loss=last.final_loss,
+        diverged_at_step=last.diverged_at_step, stopped=last.stopped,
+        epoch_loss=[v for r in results for v in r.epoch_loss],
+        epoch_train_accuracy=[v for r in results for v in r.epoch_train_accuracy],
+        heldout_loss=[v for r in results for v in r.heldout_loss])
+
+
 @dataclass
 class Split:
     """A seed's rows of the training set: those it trains on, and those held out (None: no hold-out)."""
@@ -274,8 +304,12 @@ def _network_cells(specs: list[CellSpec], data: DeviceData) -> list[tuple[dict, 
     else:
         (split,), (member_seeds,) = splits, seeds  # only batched_seeds trains cells together
         heldout = None if split.held is None else (x[split.held], y[split.held])
-        runs = [[_train_one(net, x[split.fit], y[split.fit], x_test, data.num_classes, seed, desc, heldout)
-                 for seed in member_seeds]]
+        if net.snapshots:
+            runs = [_train_snapshots(net, x[split.fit], y[split.fit], x_test, data.num_classes, specs[0].seed, desc,
+                                     heldout)]
+        else:
+            runs = [[_train_one(net, x[split.fit], y[split.fit], x_test, data.num_classes, seed, desc, heldout)
+                     for seed in member_seeds]]
     return [_network_result(net, cell_runs, y[split.fit], None if split.held is None else x[split.held],
                             None if split.held is None else y[split.held], x_test, data)
             for cell_runs, split in zip(runs, splits, strict=True)]
@@ -284,29 +318,31 @@ def _network_cells(specs: list[CellSpec], data: DeviceData) -> list[tuple[dict, 
 def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, x_held: torch.Tensor | None,
                     y_held: torch.Tensor | None, x_test: torch.Tensor,
                     data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
-    """A network cell's record fields and outcomes, from its trained runs (one, or one per member)."""
+    """A network cell's record fields and outcomes, from its trained runs: one, or one per member or snapshot
+    (each a voter)."""
     model = runs[0].model
     majority, entropy = class_prior(y_fit.cpu().numpy(), data.num_classes)
     diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]
     train_seconds = sum(r.result.seconds for r in runs)
     eval_seconds = sum(r.eval_seconds for r in runs)
+    run = _joined([r.result for r in runs]) if net.snapshots else runs[0].result  # what the curves show
     record = {
         "status": "diverged" if diverged else "ok",
         "diverged_at_step": diverged[0] if diverged else None,
-        "params": sum(p.numel() for p in model.parameters()) * net.members,
-        "flops_per_sample": (flops_per_sample(model, x_test) or 0) * net.members or None,
+        "params": sum(p.numel() for p in model.parameters()) * len(runs),
+        "flops_per_sample": (flops_per_sample(model, x_test) or 0) * len(runs) or None,
         "train_seconds": train_seconds,
         "train_samples_per_s": sum(r.result.samples for r in runs) / train_seconds if train_seconds else None,
-        "eval_samples_per_s": net.members * len(data.y_test) / eval_seconds if eval_seconds else None,
-        "steps": runs[0].result.steps,
-        "final_loss": _finite(runs[0].result.final_loss),
+        "eval_samples_per_s": len(runs) * len(data.y_test) / eval_seconds if eval_seconds else None,
+        "steps": run.steps,
+        "final_loss": _finite(run.final_loss),
         "init": model.backbone.init,
         "majority_rate": majority, "prior_entropy": entropy, "patience": net.patience,
         "stop_on": net.stop_on,
         "n_fit": len(y_fit), "n_holdout": 0 if y_held is None else len(y_held),
-        **_curves(runs[0].result),
+        **_curves(run),
     }
-    if net.members > 1:
+    if len(runs) > 1:  # each member, or each snapshot's cycle, is judged on its own (`health.judge_cell`)
         record["member_curves"] = [_curves(r.result) for r in runs]
     if runs[0].gradient_norms is not None:
         record["first_layer_gradient_norm"] = runs[0].gradient_norms
@@ -319,8 +355,9 @@ def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, 
         weights = head_accuracies(predict_logits(model, x_held, speed=Speed(**net.speed)), y_held)
         record["vote_weights"] = weights.tolist()
     evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, weights)
-    record.update(evaluated, head_names=model.head_names if net.members == 1 else
-                  [f"member{k}" for k in range(net.members)])
+    voter = "snapshot" if net.snapshots else "member"
+    record.update(evaluated, head_names=model.head_names if len(runs) == 1 else
+                  [f"{voter}{k}" for k in range(len(runs))])
     return record, outcomes
 
 

@@ -10,7 +10,7 @@ into worker processes and hash into the key a stored cell is found by.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from sharens.backbones import BACKBONES
 from sharens.benchmark import Profile, Row, Table
@@ -20,7 +20,7 @@ from sharens.training import Speed
 # count, so the count is part of what determines a number (sequential and --jobs N runs agree only if fixed)
 CELL_THREADS = 1
 # NetworkSpec fields added after cells were stored, and their defaults: hashed into a key only when changed
-KEYED_ONLY_OFF_DEFAULT = {"stop_on": "heldout_loss"}
+KEYED_ONLY_OFF_DEFAULT = {"stop_on": "heldout_loss", "snapshots": 0}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class NetworkSpec:
     augment: str | None = None  # a key of sharens.augment.AUGMENTATIONS
     probe_gradients: bool = False  # measure the first layer's gradient norm at init and after training
     speed: dict = field(default_factory=dict)  # training.Speed fields that are on
+    # M > 0: a snapshot ensemble, `epochs` split into M cycles of a cosine-annealed preset, M snapshots voted
+    snapshots: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,17 +111,24 @@ def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str
     se = row.variant in ("se", "se_weighted")
     members = min(pair.independent_ensemble, profile.ensemble_size) if row.variant == "independent" else 1
     heads = {"se": pair.heads_per_tap, "se_weighted": pair.heads_per_tap, "dsn": 1}
+    epochs, optimizer = profile.epochs_for(dataset, pair.name), table.preset_for(pair, preset)
+    patience, snapshots = profile.patience, 0
+    if row.variant == "snapshot":  # the epoch cap split into whole cycles; the schedule needs the run's length
+        snapshots = min(pair.snapshot_ensemble, profile.ensemble_size, epochs)
+        epochs, optimizer, patience = snapshots * (epochs // snapshots), replace(optimizer, cosine=True), None
     return NetworkSpec(
         backbone=pair.backbone, options=pair.options_for(dataset), inputs=pair.inputs,
         heads_per_tap=heads.get(row.variant),
         # DSN is trained on the same summed loss as SE
         tap_weights=dict(pair.tap_weights) if (se or row.variant == "dsn") and pair.tap_weights else None,
-        optimizer=table.preset_for(pair, preset).config(), epochs=profile.epochs_for(dataset, pair.name),
+        optimizer=optimizer.config(), epochs=epochs,
         batch_size=table.batch_size,
         members=members,
         vote={"se_weighted": "accuracy_weighted", "dsn": "last_head"}.get(row.variant, "soft"),
         holdout=max(profile.holdout, pair.weighted_vote_holdout if row.variant == "se_weighted" else 0.0),
-        patience=profile.patience, stop_on=profile.stop_on,
+        patience=patience, stop_on=profile.stop_on,
         augment=table.augment, probe_gradients=table.probe_gradients,
-        speed=speed.config(members, BACKBONES[pair.backbone].batchable, seeds),
+        # a snapshot ensemble's cycles run one after another: nothing to batch
+        speed=speed.config(members, BACKBONES[pair.backbone].batchable and not snapshots, seeds),
+        snapshots=snapshots,
     )

@@ -119,3 +119,34 @@ def loss_curves(doc: dict, path: Path, limit: int = 12) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+COST_VARIANTS = {"baseline": "o", "se": "*", "se_weighted": "P", "dsn": "s", "snapshot": "D", "independent": "^"}
+
+
+def cost_figure(doc: dict, path: Path) -> Path | None:
+    """Accuracy against training time, one panel per data set and preset: is SE cheaper than the ensembles and
+    controls it is compared with, at equal accuracy? (marker: the row's variant; colour: its pair)"""
+    rows = [r for r in doc["rows"] if r["variant"] in COST_VARIANTS and r.get("train_seconds") and r["accuracy"]
+            and r["accuracy"]["mean"] is not None]
+    panels = list(dict.fromkeys((r["dataset"], r["preset"]) for r in rows))
+    if not rows or len({r["variant"] for r in rows}) < 3:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.2), squeeze=False)
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    for ax, (dataset, preset) in zip(axes[0], panels, strict=True):
+        for r in (r for r in rows if (r["dataset"], r["preset"]) == (dataset, preset)):
+            ax.plot(r["train_seconds"], r["accuracy"]["mean"], COST_VARIANTS[r["variant"]], markersize=8,
+                    color=f"C{pairs.index(r['pair'])}", alpha=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("training time per cell (s, log)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{dataset} [{preset}]", fontsize=9)
+    handles = [plt.Line2D([], [], linestyle="", marker=m, color="gray", label=v) for v, m in COST_VARIANTS.items()]
+    handles += [plt.Line2D([], [], linestyle="", marker="o", color=f"C{i}", label=p) for i, p in enumerate(pairs)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(f"{doc['title']}: accuracy against training cost (means over seeds)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

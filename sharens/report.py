@@ -204,7 +204,7 @@ def _times(x: float | None) -> str:
 def _claim_section(claim_kind, found: list[dict]) -> list[str]:
     against = claim_kind.against
     methods = sorted({c["gain"].get("method") for c in found if c["gain"].get("method")})
-    name = "baseline" if against == "baseline" else against.upper()
+    name = claim_kind.short
     intro = (f"Gain = SE − {name} on the same seeds and test rows, with its 95% interval (" + "; ".join(methods)
              + "). Direction: Holm-corrected one-sided p of gain ≤ 0 across all of this table's claims. ")
     if against == "baseline":
@@ -218,15 +218,20 @@ def _claim_section(claim_kind, found: list[dict]) -> list[str]:
         intro += ("Magnitude: is the paper's gain inside our interval ± the tolerance? Cost columns compare "
                   "training wall time.")
     else:
+        rules = [("se", "soft"), ("se", "last_head"), (against, "last_head"), (against, "soft")]
+        show_votes = any(c.get("votes") for c in found)
         body = [[c["dataset"], c["pair"], c["preset"], *_gain_cells(c),
-                 *(_pct((c.get("votes") or {}).get(side, {}).get(vote))
-                   for side, vote in (("se", "soft"), ("se", "last_head"), ("dsn", "last_head"), ("dsn", "soft"))),
+                 *([_pct((c.get("votes") or {}).get(side, {}).get(vote)) for side, vote in rules] if show_votes
+                   else []),
                  _times(c.get(f"se_over_{against}_train_time"))] for c in found]
-        headers = ["Data set", "Pair", "Preset", "Our gain [95% CI]", "p (Holm)", "Direction", "SE vote",
-                   "SE last head", f"{name} last head", f"{name} vote", f"SE / {name} train time"]
-        intro += (f"The {name} control: {claim_kind.description}. Each model under both rules (mean "
-                  "accuracy over seeds): SE's last head alone shows what its training does without the vote; "
-                  f"the {name}'s vote over its taps shows what voting adds to deep supervision.")
+        headers = ["Data set", "Pair", "Preset", "Our gain [95% CI]", "p (Holm)", "Direction",
+                   *(["SE vote", "SE last head", f"{name} last head", f"{name} vote"] if show_votes else []),
+                   f"SE / {name} train time"]
+        intro += f"The {name} row: {claim_kind.description}."
+        if show_votes:
+            intro += (" Each model under both rules (mean accuracy over seeds): SE's last head alone shows what "
+                      f"its training does without the vote; the {name}'s vote over its taps shows what voting adds "
+                      "to deep supervision.")
     return [f"## Claim: {claim_kind.title}", "", intro, "", tabulate(body, headers=headers, tablefmt="github"), ""]
 
 
@@ -351,6 +356,10 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
     if any(r.get("sweep") for r in doc["rows"]):
         for path, what in plots.sweep_figures(doc, out / f"{table.id}"):
             figures.append(f"![{what}]({path.name})")
+    cost = plots.cost_figure(doc, out / f"{table.id}_cost.png")
+    if cost is not None:
+        figures.append(f"![accuracy against training time: baseline, SE, DSN, snapshots, independent ensemble]"
+                       f"({cost.name})")
     curves = plots.loss_curves(doc, out / f"{table.id}_curves.png")
     if curves is not None:
         figures.append(f"![loss curves of the cells unfit for a verdict]({curves.name})")

@@ -38,7 +38,9 @@ class Preset:
     Default: Adam whose rate decays exponentially per step from `lr0` to `lr_min`.
     With `optimizer="sgd"`: SGD with `momentum` and `weight_decay`; `milestones`
     (fractions of the run) switch to step decay, the rate divided by 10 at each;
-    `warmup_steps` steps at `warmup_lr` first (He et al.'s ResNet-110).
+    `warmup_steps` steps at `warmup_lr` first (He et al.'s ResNet-110). With
+    `cosine`, the rate instead follows half a cosine from `lr0` to `lr_min`
+    over the run (each cycle of a snapshot ensemble is such a run).
     """
 
     name: str
@@ -51,6 +53,7 @@ class Preset:
     milestones: tuple[float, ...] = ()
     warmup_steps: int = 0
     warmup_lr: float = 0.0
+    cosine: bool = False
 
     def __post_init__(self):
         if self.optimizer not in ("adam", "sgd"):
@@ -68,7 +71,8 @@ class Preset:
 def describe(preset: dict) -> str:
     """One line for a report, from a preset's `config()` (as stored with every cell)."""
     if preset.get("optimizer", "adam") == "adam":
-        text = f"Adam, lr {preset['lr0']:g} → {preset['lr_min']:g} exponential per step"
+        shape = "cosine" if preset.get("cosine") else "exponential per step"
+        text = f"Adam, lr {preset['lr0']:g} → {preset['lr_min']:g} {shape}"
     else:
         text = (f"SGD, momentum {preset.get('momentum', 0):g}, weight decay {preset.get('weight_decay', 0):g}, "
                 f"lr {preset['lr0']:g}")
@@ -336,6 +340,9 @@ def optimizer_for(parameters: Iterable[torch.Tensor], preset: Preset, total_step
     else:
         optimizer = torch.optim.SGD(parameters, lr=preset.lr0, momentum=preset.momentum,
                                     weight_decay=preset.weight_decay, fused=True)
+    if preset.cosine:
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, total_steps - 1),
+                                                                     eta_min=preset.lr_min)
     if not preset.milestones:
         gamma = (preset.lr_min / preset.lr0) ** (1 / max(1, total_steps - 1))
         return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)

@@ -32,12 +32,14 @@ def test_a_campaign_runs_what_fits_in_order_and_the_next_one_resumes(data_root, 
                                  profile="smoke")
     run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
     ran = {r["model"] for r in run.records}
-    assert ran == {"DNN", "DNN+SE", "DNN+SE (accuracy-weighted vote)", "DNN x2 (independent)"}  # no classic rows
+    assert ran == {"DNN", "DNN+SE", "DNN+SE (accuracy-weighted vote)", "DNN x2 (independent)", "DNN DSN",
+                   "DNN snapshots x2"}  # no classic rows
     assert len(done.finished) == 2 * len(run.records) and done.tables == ["table5_semg"] and not done.failed
-    assert len(done.left) == 12 and all("Deep LSTM" in line and "needs up to 86400 s" in line for line in done.left)
+    # 2 seeds x 2 presets x (baseline, SE, x2, DSN, snapshots)
+    assert len(done.left) == 20 and all("Deep LSTM" in line and "needs up to 86400 s" in line for line in done.left)
     again = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path, data_root=data_root,
                                   profile="smoke")
-    assert not again.finished and len(again.left) == 12  # resumed: the stored cells are not run again
+    assert not again.finished and len(again.left) == 20  # resumed: the stored cells are not run again
 
 
 def test_a_spent_budget_starts_nothing(data_root, tmp_path, lstm_cells_never_fit):

@@ -58,9 +58,9 @@ def test_reproduce_prints_its_plan_and_estimate_before_any_work(data_root, tmp_p
             str(data_root), "--out", str(tmp_path), "--rows", "SVM (rbf)"]
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "table5_semg at smoke: 34 cells planned, 0 stored, 1 to run; estimated" in out and "thread" in out
+    assert "table5_semg at smoke: 50 cells planned, 0 stored, 1 to run; estimated" in out and "thread" in out
     assert main(args) == 0
-    assert "34 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
+    assert "50 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
 
 
 def test_auto_runs_the_largest_profile_a_cpu_can_finish_and_says_what_it_left(data_root, tmp_path, capsys,
@@ -82,4 +82,4 @@ def test_list_gives_each_profiles_cost_from_the_cost_model(data_root, capsys, mo
     assert main(["list", "--table", "table5_semg", "--costs", "--device", "cpu", "--data-root", str(data_root)]) == 0
     out = capsys.readouterr().out
     assert out.count("    cost: at most") == 3  # smoke, quick, full
-    assert "at most 85 min for its 85 cells on" in out  # full: 85 cells of a minute each
+    assert "at most 2.1 h for its 125 cells on" in out  # full: 125 cells of a minute each

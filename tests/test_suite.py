@@ -44,7 +44,9 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     assert doc["schema"] == document.SCHEMA and doc["profile"] == "smoke"
     run_rows = [r for r in doc["rows"] if r["variant"] != "cited"]
     variants = {"baseline", "se", "independent", "classic"} | ({"se_weighted"} if any(
-        p.weighted_vote_holdout for p in table.pairs) else set())
+        p.weighted_vote_holdout for p in table.pairs) else set()) | ({"dsn"} if any(
+        p.deeply_supervised for p in table.pairs) else set()) | ({"snapshot"} if any(
+        p.snapshot_ensemble for p in table.pairs) else set())
     assert {r["variant"] for r in run_rows} == variants
     first = [(r["model"], r["variant"]) for r in run_rows
              if r["preset"] == "tuned" and r["dataset"] == table.datasets[0]]
@@ -119,7 +121,7 @@ def test_parallel_cells_give_the_sequential_numbers(data_root, tmp_path):
         torch.set_num_threads(threads)
     assert not any(run.errors for run in runs)
     first, *others = ({r["key"]: r for r in run.records} for run in runs)
-    assert len(first) == 39
+    assert len(first) == 63
     for other in others:
         assert other.keys() == first.keys()
         for key, record in first.items():
@@ -227,10 +229,10 @@ def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
     assert not (tmp_path / "table5_semg.json").exists()
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     finished = {p.name: p.read_bytes() for p in cells.glob("*.json")}
-    assert len(finished) == 20  # 2 seeds x (3 classic + 2 pairs x 3 rows + 1 weighted-vote row)
-    assert len(list(cells.glob("*.npz"))) == 20  # and the outcomes of each
+    assert len(finished) == 28  # 2 seeds x (3 classic + 2 pairs x 5 rows + 1 weighted-vote row)
+    assert len(list(cells.glob("*.npz"))) == 28  # and the outcomes of each
     assert all(finished[name] == data for name, data in survived.items())  # not redone
-    assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 20
+    assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 28
 
 
 def test_diverged_cells_are_marked_and_the_run_goes_on(data_root, tmp_path, monkeypatch):
@@ -328,9 +330,9 @@ def test_dry_run_and_a_report_from_the_cell_store(smoke_out, data_root, tmp_path
     report from the stored cells of the current plan (a run cut short, or one still going)."""
     args = ["--table", "table5_semg", "--profile", "smoke", "--data-root", str(data_root)]
     assert main(["reproduce", *args, "--out", str(smoke_out), "--dry-run"]) == 0
-    assert "table5_semg at smoke: 34 cells planned, 34 stored, 0 to run" in capsys.readouterr().out
+    assert "table5_semg at smoke: 50 cells planned, 50 stored, 0 to run" in capsys.readouterr().out
     assert main(["reproduce", *args, "--out", str(tmp_path), "--dry-run"]) == 0
-    assert "34 cells planned, 0 stored, 34 to run" in capsys.readouterr().out
+    assert "50 cells planned, 0 stored, 50 to run" in capsys.readouterr().out
     assert not (tmp_path / "cells").exists() and not (tmp_path / "table5_semg.json").exists()
     before = json.loads((smoke_out / "table5_semg.json").read_text())["rows"]
     (smoke_out / "table5_semg.json").unlink()
@@ -349,20 +351,20 @@ def test_a_fresh_clone_resumes_from_committed_results(smoke_out, data_root, tmp_
     for name in ("table5_semg.json", "table5_semg.outcomes.npz"):
         shutil.copy(smoke_out / name, tmp_path / name)
     run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
-    assert len(run.records) == 34 and not run.errors
+    assert len(run.records) == 50 and not run.errors
     assert all(run.outcomes.get(r) is not None for r in run.records if r["status"] == "ok")
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(smoke_out / "table5_semg.json", bare / "table5_semg.json")
-    assert len(run_table(table, "smoke", out=bare, data_root=data_root, execute=False).errors) == 34
+    assert len(run_table(table, "smoke", out=bare, data_root=data_root, execute=False).errors) == 50
     # forcing some rows of a fresh clone redoes them and keeps every other committed cell in the report
     clone = tmp_path / "clone"
     clone.mkdir()
     for name in ("table5_semg.json", "table5_semg.outcomes.npz"):
         shutil.copy(smoke_out / name, clone / name)
     forced = run_table(table, "smoke", out=clone, data_root=data_root, force=True, rows=["Random Forest"])
-    assert len(forced.records) == 34 and not forced.errors
-    assert len(json.loads((clone / "table5_semg.json").read_text())["cells"]) == 34
+    assert len(forced.records) == 50 and not forced.errors
+    assert len(json.loads((clone / "table5_semg.json").read_text())["cells"]) == 50
 
 
 def test_committed_cells_from_before_keys_stay_in_the_report_until_their_slot_is_rerun(smoke_out, data_root,
@@ -376,7 +378,7 @@ def test_committed_cells_from_before_keys_stay_in_the_report_until_their_slot_is
     (tmp_path / "table5_semg.json").write_text(json.dumps(doc))
     table = get_table("table5_semg")
     before = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
-    assert len(before.records) == 0 and len(before.errors) == 34  # nothing keyed without the outcomes pack
+    assert len(before.records) == 0 and len(before.errors) == 50  # nothing keyed without the outcomes pack
     assert {c["model"] for c in before.older} == {"Random Forest"} and len(before.reported) == 2
     after = run_table(table, "smoke", out=tmp_path, data_root=data_root, rows=["Random Forest"], seeds=1)
     assert [c["seed"] for c in after.older] == [1] and len(after.records) == 1
