@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sharens import stats
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -18,11 +20,16 @@ class Claim:
     against: str  # the variant of the pair SE is compared with (see benchmark.VARIANTS)
     short: str  # what the report calls that row
     description: str
+    paper: bool = False  # the paper's own claim: its direction is "reproduced" or not; ours "holds" or not
+
+    def direction(self, verdict: str) -> str:
+        """A direction verdict in this claim's words: a claim the paper did not make is not "reproduced"."""
+        return verdict if self.paper else OUR_WORDS.get(verdict, verdict)
 
 
 CLAIMS = {claim.name: claim for claim in (
     Claim("se_beats_baseline", "SE beats its baseline", "baseline", "baseline",
-          "the paper's claim: the same backbone with one head after its last layer"),
+          "the paper's claim: the same backbone with one head after its last layer", paper=True),
     Claim("se_beats_dsn", "SE beats deep supervision (DSN)", "dsn", "DSN",
           "one head on every tap, the same summed loss, predicting by its last head; it tells SE's vote over "
           "its heads from the supervision of its hidden layers"),
@@ -30,6 +37,8 @@ CLAIMS = {claim.name: claim for claim in (
           "the baseline trained once, its epoch cap split into cosine cycles, the end-of-cycle snapshots "
           "soft-voted (Huang et al. 2017): an ensemble for the cost of one run"),
 )}
+# a claim of ours: SE's gain is above zero (holds), below it (reversed), or neither can be told
+OUR_WORDS = {stats.REPRODUCED: "holds", stats.NOT_REPRODUCED: "reversed"}
 DEFAULT = "se_beats_baseline"  # what a claim of a document written before claims had kinds compared
 
 

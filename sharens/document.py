@@ -15,7 +15,7 @@ import torch
 from sharens import health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
-from sharens.claims import CLAIMS
+from sharens.claims import CLAIMS, kind
 from sharens.metrics import METRICS
 from sharens.voting import VOTES
 
@@ -236,7 +236,7 @@ def _judge_claims(claims: list[dict]) -> None:
     for claim, adjusted in zip(open_claims, stats.holm([c["gain"].get("p_value") for c in open_claims]),
                                strict=True):
         claim["gain"]["p_holm"] = adjusted
-        claim["verdict"] = stats.direction_verdict(claim["gain"], adjusted)
+        claim["verdict"] = kind(claim).direction(stats.direction_verdict(claim["gain"], adjusted))
         claim["magnitude"] = stats.magnitude_verdict(claim["gain"], claim["paper_gain"], claim["tolerance"])
 
 

@@ -78,8 +78,9 @@ def verdicts(doc: dict) -> tuple[Counter, dict[str, Counter]]:
 def _counts(counter: Counter) -> str:
     """Verdicts first (reproduced, not, inconclusive), then health statuses, then rows with nothing to compare."""
     if not counter:
-        return "none"
-    order = ["reproduced", "not reproduced", "not reproduced (above)", "not reproduced (below)", "inconclusive"]
+        return "not run"
+    order = ["reproduced", "holds", "not reproduced", "not reproduced (above)", "not reproduced (below)", "reversed",
+             "inconclusive"]
 
     def rank(item):
         name, n = item
@@ -93,8 +94,8 @@ def _css(verdict: str) -> str:
     for word in ("below", "above"):
         if verdict.endswith(f"({word})"):
             return word
-    return {"reproduced": "reproduced", "not reproduced": "below", "inconclusive": "inconclusive"}.get(verdict,
-                                                                                                      "status")
+    return {"reproduced": "reproduced", "holds": "reproduced", "not reproduced": "below", "reversed": "below",
+            "inconclusive": "inconclusive"}.get(verdict, "status")
 
 
 def write(root: Path) -> Path:

@@ -44,6 +44,8 @@ VERDICT_RULES = f"""\
   corrected p < {ALPHA:g}, `not reproduced` when the interval of the gain lies below 0,
   else `inconclusive`. Magnitude: the paper's gain is `consistent` when it lies inside our
   interval widened by the tolerance, else ours is `smaller` or `larger` than the paper's.
+- our own claims (SE beats DSN, SE beats a snapshot ensemble) are tested the same way,
+  in the same Holm family; their direction reads `holds`, `reversed` or `inconclusive`.
 """  # stated in every report
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table
-from sharens import document, health
+from sharens import document, health, stats
 from sharens.backbones import build_backbone
 from sharens.ensemble import SharingEnsemble
 from sharens.execute import build_model
@@ -176,3 +176,30 @@ def test_a_held_out_rule_that_keeps_an_early_epoch_leaves_the_cell_under_trained
     assert early["status"] == health.UNDER_TRAINED and "kept epoch 1" in early["evidence"]
     later = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=5, stopped="converged"))
     assert later["status"] == health.OK
+
+
+def test_every_registered_claim_is_judged_in_one_holm_family_and_only_the_papers_is_reproduced():
+    """SE against its baseline, its DSN control and its snapshot ensemble, on the same seeds: three claims, Holm
+    over all three; the paper's reads `reproduced`, ours read `holds`."""
+    table = get_table("table7_uci")
+    spec = {"network": {"optimizer": {"name": "tuned", "lr0": 1, "lr_min": 1, "why": ""}}}
+
+    def cell(model, variant, seed, accuracy):
+        return {"table": table.id, "dataset": "letter", "pair": "DNN", "variant": variant, "model": model,
+                "preset": "tuned", "seed": seed, "profile": "full", "n_train": 16000, "n_test": 4000,
+                "status": "ok", "accuracy": accuracy, "metrics": {"accuracy": accuracy}, "votes": {}, "spec": spec,
+                "provenance": {"wall_seconds": 1.0, "device": "cpu", "git_revision": "x"},
+                **_record([1.0, 0.8, 0.7, 0.69], [40, 50, 55, 60], majority=4.0, entropy=3.2)}
+
+    records = [cell(model, variant, s, accuracy + 0.1 * s) for s in range(5) for model, variant, accuracy in (
+        ("DNN", "baseline", 90.0), ("DNN+SE", "se", 95.0), ("DNN DSN", "dsn", 91.0),
+        ("DNN snapshots x5", "snapshot", 99.0))]
+    doc = document.build(table, "full", records)
+    by_kind = {c["claim"]: c for c in doc["claims"]}
+    assert set(by_kind) == {"se_beats_baseline", "se_beats_dsn", "se_beats_snapshot"}
+    assert by_kind["se_beats_baseline"]["verdict"] == "reproduced"
+    assert by_kind["se_beats_dsn"]["verdict"] == "holds" and by_kind["se_beats_dsn"]["against"] == "DNN DSN"
+    assert by_kind["se_beats_snapshot"]["verdict"] == "reversed"
+    assert by_kind["se_beats_dsn"]["paper_gain"] is None and by_kind["se_beats_dsn"]["magnitude"] is None
+    raw = [c["gain"]["p_value"] for c in doc["claims"]]
+    assert sorted(c["gain"]["p_holm"] for c in doc["claims"]) == pytest.approx(sorted(stats.holm(raw)))
