@@ -14,8 +14,6 @@ filesystem for results.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,7 +22,7 @@ from pathlib import Path
 import torch
 
 from sharens.data import load_dataset
-from sharens.execute import DeviceData, prepare, run_cells
+from sharens.execute import DeviceData, prepare, run_cells, seed_group
 from sharens.plan import CellSpec
 
 Result = tuple[dict, dict] | BaseException
@@ -61,10 +59,7 @@ def cell_groups(todo: list[tuple[CellSpec, str]]) -> list[Unit]:
     `batched_seeds` (the same work but for the seed) form one unit, in the order their first seed comes."""
     units: dict[str, Unit] = {}
     for spec, key in todo:
-        alike = spec.network is not None and spec.network.speed.get("batched_seeds")
-        group = json.dumps(dataclasses.replace(spec, seed=0).as_dict(), sort_keys=True, default=str) if alike \
-            else key
-        units.setdefault(group, []).append((spec, key))
+        units.setdefault(seed_group(spec) or key, []).append((spec, key))
     return list(units.values())
 
 
