@@ -109,8 +109,9 @@ class DeepLSTM(TappedBackbone):
         )
         tap_width = hidden * (self.steps if readout == "sequence" else 1)
         self.tap_features = {f"lstm{i}": tap_width for i in range(1, layers + 1)}
-        # torch's flop counter does not see inside nn.LSTM: count its 4 gate matmuls ourselves.
-        self.uncounted_flops = sum(2 * self.steps * 4 * hidden * (n + hidden) for n in sizes[:-1])
+        # torch's flop counter does not see inside nn.LSTM: count each layer's 4 gate matmuls ourselves.
+        self.uncounted_tap_flops = {f"lstm{i}": 2 * self.steps * 4 * hidden * (sizes[i - 1] + hidden)
+                                    for i in range(1, layers + 1)}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.embedding is not None:

@@ -25,7 +25,8 @@ from sharens import provenance
 from sharens.atomic import write_json
 from sharens.classic import build_classic
 from sharens.data import cache_dir
-from sharens.execute import DeviceData, build_model, fixed_threads, flops_per_sample
+from sharens.execute import DeviceData, build_model, fixed_threads
+from sharens.flops import flops_per_sample
 from sharens.plan import CellSpec
 from sharens.training import Preset, Speed, train
 

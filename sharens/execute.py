@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from sharens import provenance
+from sharens.analysis import analyse
 from sharens.augment import get_augmentation
 from sharens.backbones import CenteredImages, build_backbone
 from sharens.classic import build_classic
@@ -28,11 +28,12 @@ from sharens.data import Dataset
 from sharens.diagnostics import first_layer_gradient_norm
 from sharens.ensemble import SharingEnsemble
 from sharens.evaluation import describe_outcomes, evaluate_network, evaluate_predictions
+from sharens.flops import tap_flops
 from sharens.health import class_prior
 from sharens.members import train_members
 from sharens.plan import CellSpec, NetworkSpec
 from sharens.training import Preset, Speed, TrainResult, predict_logits, train
-from sharens.voting import head_accuracies
+from sharens.voting import VOTES, Ballot, head_accuracies
 
 SUBSET_SEED = 0  # smoke/quick slices are the same for every seed and model
 
@@ -149,14 +150,6 @@ def seed_group(spec: CellSpec) -> str | None:
     return json.dumps(dataclasses.replace(spec, seed=0).as_dict(), sort_keys=True, default=str)
 
 
-def flops_per_sample(model: torch.nn.Module, x: torch.Tensor) -> float | None:
-    """Forward FLOPs per sample: torch's flop counter plus what a backbone declares it cannot see."""
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x[:2])
-    return counter.get_total_flops() / 2 + getattr(model.backbone, "uncounted_flops", 0) or None
-
-
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -167,6 +160,7 @@ class Trained:
     result: TrainResult
     test_logits: torch.Tensor
     eval_seconds: float
+    heldout_logits: torch.Tensor | None  # on the held-out train rows, if the cell holds some out
     gradient_norms: dict[str, float] | None = None
 
 
@@ -194,6 +188,10 @@ def _test_logits(model: SharingEnsemble, x_test: torch.Tensor, speed: Speed) -> 
     return logits, time.perf_counter() - start
 
 
+def _heldout_logits(model: SharingEnsemble, x_held: torch.Tensor | None, speed: Speed) -> torch.Tensor | None:
+    return None if x_held is None else predict_logits(model, x_held, speed=speed)
+
+
 def _gradient_probe(net: NetworkSpec, model: SharingEnsemble, x: torch.Tensor, y: torch.Tensor):
     """The first layer's gradient norm on a fixed batch of train rows, measured on a copy (so the probe's
     batch-norm update does not touch the model); None unless the spec asks for it."""
@@ -213,7 +211,8 @@ def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch
                    heldout=heldout, patience=net.patience, stop_on=net.stop_on)
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = probe()
-    return Trained(model, result, *_test_logits(model, x_test, speed), norms)
+    return Trained(model, result, *_test_logits(model, x_test, speed),
+                   _heldout_logits(model, None if heldout is None else heldout[0], speed), norms)
 
 
 def _train_batched(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
@@ -236,10 +235,12 @@ def _train_batched(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: t
                             heldout_rows=torch.stack([split.held for _, split in members]) if watch else None,
                             patience=net.patience, stop_on=net.stop_on)
     runs = []
-    for model, result, probe, norm in zip(models, results, probes, norms, strict=True):
+    for model, result, probe, norm, (_, split) in zip(models, results, probes, norms, members, strict=True):
         if norm is not None and result.diverged_at_step is None:
             norm["trained"] = probe()
-        runs.append(Trained(model, result, *_test_logits(model, x_test, speed), norm))
+        held = None if split.held is None else x[split.held]
+        runs.append(Trained(model, result, *_test_logits(model, x_test, speed), _heldout_logits(model, held, speed),
+                            norm))
     return [runs[c : c + net.members] for c in range(0, len(runs), net.members)]
 
 
@@ -255,7 +256,8 @@ def _train_snapshots(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test:
         result = train(model, x, y, preset=Preset(**net.optimizer), epochs=cycle_epochs, batch_size=net.batch_size,
                        seed=seed + 1000 * cycle, desc=f"{desc} cycle {cycle + 1}", speed=speed, heldout=heldout,
                        augment=get_augmentation(net.augment), stop_on=net.stop_on)
-        snapshots.append(Trained(model, result, *_test_logits(model, x_test, speed)))
+        snapshots.append(Trained(model, result, *_test_logits(model, x_test, speed),
+                                 _heldout_logits(model, None if heldout is None else heldout[0], speed)))
         if result.diverged_at_step is not None:
             break
     return snapshots
@@ -313,17 +315,17 @@ def _network_cells(specs: list[CellSpec], data: DeviceData) -> list[tuple[dict, 
         else:
             runs = [[_train_one(net, x[split.fit], y[split.fit], x_test, data.num_classes, seed, desc, heldout)
                      for seed in member_seeds]]
-    return [_network_result(net, cell_runs, y[split.fit], None if split.held is None else x[split.held],
-                            None if split.held is None else y[split.held], x_test, data)
+    return [_network_result(net, cell_runs, y[split.fit], None if split.held is None else y[split.held], x_test,
+                            data)
             for cell_runs, split in zip(runs, splits, strict=True)]
 
 
-def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, x_held: torch.Tensor | None,
-                    y_held: torch.Tensor | None, x_test: torch.Tensor,
-                    data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
+def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, y_held: torch.Tensor | None,
+                    x_test: torch.Tensor, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
     """A network cell's record fields and outcomes, from its trained runs: one, or one per member or snapshot
     (each a voter)."""
     model = runs[0].model
+    costs = list(tap_flops(model, x_test).values())
     majority, entropy = class_prior(y_fit.cpu().numpy(), data.num_classes)
     diverged = [r.result.diverged_at_step for r in runs if r.result.diverged_at_step is not None]
     train_seconds = sum(r.result.seconds for r in runs)
@@ -333,7 +335,7 @@ def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, 
         "status": "diverged" if diverged else "ok",
         "diverged_at_step": diverged[0] if diverged else None,
         "params": sum(p.numel() for p in model.parameters()) * len(runs),
-        "flops_per_sample": (flops_per_sample(model, x_test) or 0) * len(runs) or None,
+        "flops_per_sample": costs[-1] * len(runs) or None,
         "train_seconds": train_seconds,
         "train_samples_per_s": sum(r.result.samples for r in runs) / train_seconds if train_seconds else None,
         "eval_samples_per_s": len(runs) * len(data.y_test) / eval_seconds if eval_seconds else None,
@@ -353,14 +355,23 @@ def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, 
         return record, {}
     # The voters: the heads of one SE model, or each ensemble member's single head.
     logits = torch.cat([r.test_logits for r in runs], dim=1)
+    held_logits = None if y_held is None else torch.cat([r.heldout_logits for r in runs], dim=1)
     weights = None
     if net.vote == "accuracy_weighted":  # head weights come from the held-out rows
-        weights = head_accuracies(predict_logits(model, x_held, speed=Speed(**net.speed)), y_held)
+        weights = head_accuracies(held_logits, y_held)
         record["vote_weights"] = weights.tolist()
     evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, weights)
-    voter = "snapshot" if net.snapshots else "member"
-    record.update(evaluated, head_names=model.head_names if len(runs) == 1 else
-                  [f"{voter}{k}" for k in range(len(runs))])
+    if len(runs) == 1:  # the heads of one network, grouped by tap
+        names, groups = model.head_names, [name.split("/")[0] for name in model.head_names]
+        prefix_flops = dict(zip(model.taps, costs, strict=True))
+    else:  # one group per member or snapshot; a prefix is the first k of them
+        voter = "snapshot" if net.snapshots else "member"
+        names = groups = [f"{voter}{k}" for k in range(len(runs))]
+        prefix_flops = {name: (k + 1) * costs[-1] for k, name in enumerate(names)}
+    ballot = Ballot(data.y_test, weights)
+    record.update(evaluated, head_names=names,
+                  analysis=analyse(logits, data.y_test, held_logits, y_held, groups, prefix_flops,
+                                   lambda voters: VOTES[net.vote].scores(voters, ballot), names))
     return record, outcomes
 
 

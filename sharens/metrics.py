@@ -55,3 +55,12 @@ def ece(scores: torch.Tensor, targets: torch.Tensor) -> float:
     bins = (confidence * ECE_BINS).long().clamp_max(ECE_BINS - 1)
     gap = torch.zeros(ECE_BINS).index_add_(0, bins.cpu(), (confidence - correct).cpu())
     return 100.0 * (gap.abs().sum() / len(targets)).item()
+
+
+@register_metric("ace", f"adaptive calibration error (%, {ECE_BINS} bins holding equal numbers of rows, by top score)")
+def ace(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    confidence, predicted = scores.float().nan_to_num(0.0).max(1)
+    correct = (predicted == targets).float()
+    order = confidence.argsort()
+    gaps = [(confidence[rows] - correct[rows]).mean().abs() for rows in order.tensor_split(ECE_BINS) if len(rows)]
+    return 100.0 * torch.stack(gaps).mean().item()

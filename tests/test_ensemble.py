@@ -147,7 +147,7 @@ def test_mlp_taps_after_each_hidden_layer():
 
 
 def test_flop_count_includes_the_lstm_layers():
-    from sharens.execute import flops_per_sample
+    from sharens.flops import flops_per_sample
 
     model = SharingEnsemble.baseline(DeepLSTM((60,), steps=6, hidden=8, layers=2), 3)
     head = 2 * 48 * 3

@@ -1,0 +1,233 @@
+"""What a network cell measures beyond its vote: calibration, diversity and anytime prediction, per voter group.
+
+A cell's voters (the heads of one network, or the members or snapshots of an ensemble) fall into groups: the
+taps of an SE network, one group per member of an ensemble. Computed once, when the cell runs, from every
+voter's logits on the test rows and, where the cell holds train rows out of training, on those rows. Whatever
+is fitted here is fitted on the held-out rows, never on the test rows: a temperature for every vote, and the
+confidence thresholds of early exit.
+
+- calibration: every metric (`sharens.metrics`) of every head, every group's vote, every prefix vote (the
+  groups up to one, soft-voted) and the cell's own vote, before and after temperature scaling (the vote's
+  log-scores divided by T, then renormalised: pool, then calibrate), with the reliability bins of the
+  cell's vote;
+- diversity: pairwise disagreement (raw, and over the pair's mean error), mean pairwise KL, and the mutual
+  information of the voters (entropy of the mean minus the mean entropy), over all voters, within a group
+  and across groups;
+- anytime: accuracy and calibration of each prefix vote against the forward FLOPs it needs; early exit: a
+  row leaves at the first prefix whose vote is at least `threshold` confident, the threshold chosen on the
+  held-out rows as the one most accurate there within a FLOPs budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from sharens.evaluation import measure
+from sharens.metrics import ECE_BINS, METRICS, PROBABILITY_FLOOR
+from sharens.voting import soft_vote
+
+ANALYSIS_VERSION = 1
+EXIT_BUDGETS = tuple(round(0.1 * k, 1) for k in range(1, 11))  # shares of the whole network's forward FLOPs
+MAX_THRESHOLDS = 256  # candidate exit thresholds tried on the held-out rows (quantiles of their confidence)
+SIGNIFICANT = 5  # digits kept: the analysis is descriptive, and a cell holds many numbers
+
+Vote = Callable[[torch.Tensor], torch.Tensor]  # logits (samples, voters, classes) -> scores (samples, classes)
+
+
+def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.Tensor | None,
+            y_held: torch.Tensor | None, groups: list[str], prefix_flops: dict[str, float],
+            vote: Vote, voter_names: list[str]) -> dict:
+    """The analysis of one cell. `groups[h]` names voter h's group (groups in depth order, as `prefix_flops`,
+    which gives the forward FLOPs per sample a prediction from the groups up to each one needs); `vote` is the
+    cell's own rule."""
+    test_logits, held_logits = test_logits.double(), None if held_logits is None else held_logits.double()
+    order = list(dict.fromkeys(groups))
+    members = {g: [h for h, name in enumerate(groups) if name == g] for g in order}
+    rules: dict[str, Vote] = {"vote": vote}
+    if len(voter_names) > 1:
+        rules |= {f"head {name}": _voters([h]) for h, name in enumerate(voter_names)}
+    if len(order) > 1:
+        rules |= {f"group {g}": _voters(members[g]) for g in order if len(members[g]) > 1}
+        rules |= {f"prefix {g}": _voters(_prefix(members, order, g)) for g in order[:-1]}
+    calibration = {name: _calibrate(rule, test_logits, y_test, held_logits, y_held) for name, rule in rules.items()}
+    own = calibration["vote"]
+    result = {
+        "version": ANALYSIS_VERSION,
+        "held_out_rows": 0 if y_held is None else len(y_held),
+        "calibration": {name: entry["summary"] for name, entry in calibration.items()},
+        "reliability": {"before": own["bins_before"], "after": own["bins_after"]},
+        "diversity": diversity(test_logits.softmax(-1), y_test, groups) if len(groups) > 1 else None,
+    }
+    if len(order) > 1:
+        result["anytime"] = _anytime(test_logits, y_test, members, order, prefix_flops)
+        if held_logits is not None:
+            result["early_exit"] = _early_exit(test_logits, y_test, held_logits, y_held, members, order,
+                                               prefix_flops)
+    return _rounded(result)
+
+
+def _voters(heads: list[int]) -> Vote:
+    """The soft vote of some of the voters."""
+    return lambda logits: soft_vote(logits[:, heads], torch.ones(len(heads), dtype=logits.dtype))
+
+
+def _prefix(members: dict[str, list[int]], order: list[str], last: str) -> list[int]:
+    return [h for g in order[: order.index(last) + 1] for h in members[g]]
+
+
+def fit_temperature(scores: torch.Tensor, targets: torch.Tensor, iterations: int = 80) -> float:
+    """The temperature T minimising the NLL of softmax(log(scores) / T) on these rows (golden-section search
+    over log T in [-5, 5]; the NLL is convex in 1/T, so it has one minimum)."""
+    log_scores = scores.double().clamp_min(PROBABILITY_FLOOR).log()
+    y = targets.long()[:, None]
+
+    def nll(log_t: float) -> float:
+        return -(log_scores / math.exp(log_t)).log_softmax(-1).gather(1, y).mean().item()
+
+    a, b = -5.0, 5.0
+    ratio = (math.sqrt(5) - 1) / 2
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = nll(c), nll(d)
+    for _ in range(iterations):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = nll(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = nll(d)
+    return math.exp((a + b) / 2)
+
+
+def temper(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    return (scores.double().clamp_min(PROBABILITY_FLOOR).log() / temperature).softmax(-1)
+
+
+def reliability_bins(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, list[float]]:
+    """Per equal-width bin of the top score: rows, summed top score, rows right (summable over seeds)."""
+    confidence, predicted = scores.double().nan_to_num(0.0).max(1)
+    bins = (confidence * ECE_BINS).long().clamp_max(ECE_BINS - 1)
+
+    def per_bin(values: torch.Tensor) -> list[float]:
+        return torch.zeros(ECE_BINS, dtype=torch.float64).index_add_(0, bins, values.double()).tolist()
+
+    return {"rows": per_bin(torch.ones_like(confidence)), "confidence": per_bin(confidence),
+            "correct": per_bin((predicted == targets).double())}
+
+
+def _calibrate(rule: Vote, test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.Tensor | None,
+               y_held: torch.Tensor | None) -> dict:
+    scores = rule(test_logits)
+    summary = {"temperature": None, "before": measure(scores, y_test), "after": None}
+    bins_after = None
+    if held_logits is not None:
+        temperature = fit_temperature(rule(held_logits), y_held)
+        tempered = temper(scores, temperature)
+        summary |= {"temperature": temperature, "after": measure(tempered, y_test)}
+        bins_after = reliability_bins(tempered, y_test)
+    return {"summary": summary, "bins_before": reliability_bins(scores, y_test), "bins_after": bins_after}
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * p.clamp_min(PROBABILITY_FLOOR).log()).sum(-1)
+
+
+def diversity(probabilities: torch.Tensor, targets: torch.Tensor, groups: list[str]) -> dict:
+    """Pairwise disagreement (% of rows), the same over the pair's mean error rate, and the mean symmetric KL
+    (nats), over all pairs of voters, pairs within a group and pairs across groups; the voters' mutual
+    information (nats), over all voters and within a group (mean over groups of more than one voter)."""
+    predicted = probabilities.argmax(-1)
+    error = (predicted != targets[:, None]).double().mean(0)
+    log_p = probabilities.clamp_min(PROBABILITY_FLOOR).log()
+    i, j = np.triu_indices(probabilities.shape[1], k=1)
+    disagree = torch.stack([(predicted[:, a] != predicted[:, b]).double().mean() for a, b in zip(i, j, strict=True)])
+    mean_error = torch.stack([(error[a] + error[b]) / 2 for a, b in zip(i, j, strict=True)])
+    kl = torch.stack([0.5 * ((probabilities[:, a] - probabilities[:, b]) * (log_p[:, a] - log_p[:, b])).sum(-1).mean()
+                      for a, b in zip(i, j, strict=True)])
+    names = np.array(groups)
+    same = torch.from_numpy(names[i] == names[j])
+
+    def split(values: torch.Tensor, valid: torch.Tensor | None = None, scale: float = 1.0) -> dict[str, float | None]:
+        valid = torch.ones_like(same) if valid is None else valid
+
+        def mean(mask: torch.Tensor) -> float | None:
+            mask = mask & valid
+            return scale * values[mask].mean().item() if mask.any() else None
+        return {"all": mean(torch.ones_like(same)), "within_group": mean(same), "across_groups": mean(~same)}
+
+    within = [_mutual_information(probabilities[:, names == g]) for g in dict.fromkeys(groups)
+              if (names == g).sum() > 1]
+    return {"disagreement": split(disagree, scale=100.0),
+            # pairs of two voters without an error have no ratio
+            "disagreement_over_error": split(disagree / mean_error.clamp_min(1e-12), valid=mean_error > 0),
+            "kl": split(kl),
+            "mutual_information": {"all": _mutual_information(probabilities),
+                                   "within_group": float(np.mean(within)) if within else None}}
+
+
+def _mutual_information(probabilities: torch.Tensor) -> float:
+    """Entropy of the voters' mean minus their mean entropy, averaged over rows (nats)."""
+    return (_entropy(probabilities.mean(1)) - _entropy(probabilities).mean(1)).mean().item()
+
+
+def _prefix_scores(logits: torch.Tensor, members: dict[str, list[int]], order: list[str]) -> list[torch.Tensor]:
+    return [_voters(_prefix(members, order, g))(logits) for g in order]
+
+
+def _anytime(logits: torch.Tensor, targets: torch.Tensor, members: dict[str, list[int]], order: list[str],
+             prefix_flops: dict[str, float]) -> list[dict]:
+    full = prefix_flops[order[-1]]
+    return [{"group": g, "flops": prefix_flops[g], "flops_share": prefix_flops[g] / full,
+             **{name: METRICS[name].compute(scores, targets) for name in ("accuracy", "ece", "nll")}}
+            for g, scores in zip(order, _prefix_scores(logits, members, order), strict=True)]
+
+
+def _exits(scores: list[torch.Tensor], threshold: float) -> torch.Tensor:
+    """Each row's exit: the first prefix whose top score reaches `threshold`, else the last."""
+    confident = torch.stack([s.max(-1).values >= threshold for s in scores], dim=1)
+    confident[:, -1] = True
+    return confident.double().argmax(1)
+
+
+def _exit_outcome(scores: list[torch.Tensor], targets: torch.Tensor, threshold: float,
+                  cost: torch.Tensor) -> tuple[float, float]:
+    """(accuracy %, mean forward FLOPs as a share of the whole network's) of exiting at `threshold`."""
+    exits = _exits(scores, threshold)
+    predicted = torch.stack([s.argmax(-1) for s in scores], dim=1).gather(1, exits[:, None])[:, 0]
+    return 100.0 * (predicted == targets).double().mean().item(), cost[exits].mean().item()
+
+
+def _early_exit(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.Tensor, y_held: torch.Tensor,
+                members: dict[str, list[int]], order: list[str], prefix_flops: dict[str, float]) -> list[dict]:
+    held, test = _prefix_scores(held_logits, members, order), _prefix_scores(test_logits, members, order)
+    cost = torch.tensor([prefix_flops[g] / prefix_flops[order[-1]] for g in order], dtype=torch.float64)
+    confidence = torch.cat([s.max(-1).values for s in held[:-1]])
+    candidates = torch.quantile(confidence, torch.linspace(0, 1, MAX_THRESHOLDS, dtype=torch.float64)).unique()
+    candidates = [*candidates.tolist(), math.inf]  # inf: every row runs the whole network
+    on_held = [(threshold, *_exit_outcome(held, y_held, threshold, cost)) for threshold in candidates]
+    curve = []
+    for budget in EXIT_BUDGETS:
+        affordable = [c for c in on_held if c[2] <= budget + 1e-9]
+        if not affordable:
+            continue  # even the first prefix costs more than this share
+        threshold = max(affordable, key=lambda c: (c[1], -c[2]))[0]
+        accuracy, share = _exit_outcome(test, y_test, threshold, cost)
+        curve.append({"budget": budget, "threshold": None if math.isinf(threshold) else threshold,
+                      "accuracy": accuracy, "flops_share": share})
+    return curve
+
+
+def _rounded(value):
+    """Floats to `SIGNIFICANT` digits; non-finite ones to None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return float(f"{value:.{SIGNIFICANT}g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
