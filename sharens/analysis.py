@@ -231,3 +231,59 @@ def _rounded(value):
     if isinstance(value, list):
         return [_rounded(v) for v in value]
     return value
+
+
+def summarize(analyses: list[dict]) -> dict | None:
+    """A row's analysis over its seeds: the mean of every number (per voter group, per prefix, per budget),
+    the seeds' standard deviation of the curves' accuracy and of the own vote's calibration, and the
+    reliability bins summed (a diagram over all seeds' test rows)."""
+    if not analyses:
+        return None
+    names = [name for name in analyses[0]["calibration"] if all(name in a["calibration"] for a in analyses)]
+    own = [a["calibration"]["vote"] for a in analyses]
+    summary = {
+        "cells": len(analyses),
+        "held_out_rows": _mean_tree([a["held_out_rows"] for a in analyses]),
+        "calibration": {name: _mean_tree([a["calibration"][name] for a in analyses]) for name in names},
+        "vote_spread": {when: {metric: _std([c[when][metric] for c in own if c[when]]) for metric in METRICS}
+                        for when in ("before", "after") if all(c[when] for c in own)},
+        "reliability": {when: _sum_bins([a["reliability"][when] for a in analyses]) for when in ("before", "after")},
+        "diversity": _mean_tree([a["diversity"] for a in analyses]),
+    }
+    for curve, key in (("anytime", "group"), ("early_exit", "budget")):
+        points = [{point[key]: point for point in a.get(curve) or []} for a in analyses]
+        common = [k for k in points[0] if all(k in p for p in points)]
+        if common:
+            summary[curve] = [{**_mean_tree([p[k] for p in points]),
+                               "accuracy_std": _std([p[k]["accuracy"] for p in points])} for k in common]
+    within_half = [p for p in summary.get("anytime", []) if p["flops_share"] <= 0.5 + 1e-9]
+    summary["at_half_flops"] = {  # the anytime curve at half the FLOPs: the deepest prefix that fits
+        "anytime": within_half[-1]["accuracy"] if within_half else None,
+        "early_exit": next((p["accuracy"] for p in summary.get("early_exit", []) if p["budget"] == 0.5), None)}
+    return _rounded(summary)
+
+
+def _mean_tree(trees: list):
+    """The mean of same-shaped trees of numbers, leaf by leaf (None where any seed has None); other leaves as
+    the first tree's."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: _mean_tree([t[k] if t is not None else None for t in trees]) for k in first}
+    if isinstance(first, list):
+        return [_mean_tree(list(items)) for items in zip(*trees, strict=True)]
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        if any(t is None for t in trees):
+            return None
+        return float(np.mean(trees))
+    return first
+
+
+def _std(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _sum_bins(bins: list[dict | None]) -> dict | None:
+    if any(b is None for b in bins):
+        return None
+    return {k: np.sum([b[k] for b in bins], axis=0).tolist() for k in bins[0]}

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from sharens import health, legacy, provenance, stats
+from sharens import analysis, health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
 from sharens.claims import CLAIMS, kind
@@ -121,6 +121,8 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         "epochs_run": _mean([{"n": len(r.get("epoch_loss") or [])} for r in ok], "n") or None,
         "cells_with_outcomes": sum(1 for r in ok if r.get("outcomes")),
         "disagreement": _diversity(ok, outcomes),
+        # cells from before the analysis have none (rerun with --force for it)
+        "analysis": analysis.summarize([r["analysis"] for r in ok if r.get("analysis")]),
         **_extras(table, row, ok),
     }
 

@@ -150,3 +150,89 @@ def cost_figure(doc: dict, path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+ANALYSED_VARIANTS = ("baseline", "se", "dsn", "snapshot", "independent")
+
+
+def _analysis_panels(doc: dict, need: str) -> tuple[list[dict], list[tuple]]:
+    rows = [r for r in doc["rows"] if r["variant"] in ANALYSED_VARIANTS and (r.get("analysis") or {}).get(need)]
+    return rows, list(dict.fromkeys((r["dataset"], r["preset"], r["pair"]) for r in rows))
+
+
+def _grid(count: int, width: float = 4.2, height: float = 3.8):
+    columns = min(4, count)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
+def reliability_figure(doc: dict, path: Path) -> Path | None:
+    """Reliability diagrams (accuracy against confidence per bin, all seeds' test rows pooled), one panel per
+    data set, preset and pair: baseline, SE, DSN, snapshots and the independent ensemble, before temperature
+    scaling (solid) and after (dashed)."""
+    rows, panels = _analysis_panels(doc, "reliability")
+    if not panels:
+        return None
+    fig, axes = _grid(len(panels))
+    for ax, panel in zip(axes, panels, strict=False):
+        ax.plot([0, 1], [0, 1], color="gray", linewidth=0.8)
+        for r in (r for r in rows if (r["dataset"], r["preset"], r["pair"]) == panel):
+            color = f"C{ANALYSED_VARIANTS.index(r['variant'])}"
+            for when, style in (("before", "-"), ("after", "--")):
+                bins = r["analysis"]["reliability"].get(when)
+                if not bins:
+                    continue
+                kept = [i for i, n in enumerate(bins["rows"]) if n > 0]
+                ax.plot([bins["confidence"][i] / bins["rows"][i] for i in kept],
+                        [bins["correct"][i] / bins["rows"][i] for i in kept], style, marker=".", color=color,
+                        label=f"{r['variant']} ({when} T)" if when == "after" else r["variant"])
+        ax.set_xlabel("confidence (top class score)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(" / ".join(str(p) for p in panel), fontsize=8)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{doc['title']}: reliability of each row's vote (dashed: after temperature scaling)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def anytime_figure(doc: dict, path: Path) -> Path | None:
+    """Accuracy against forward FLOPs per sample, one panel per data set, preset and pair: stopping at each tap
+    of SE or DSN (the vote of the heads so far) or after the first k members or snapshots, and SE's
+    confidence-threshold early exit; bands: ± one std over seeds."""
+    rows, panels = _analysis_panels(doc, "anytime")
+    if not panels:
+        return None
+    baselines = {(r["dataset"], r["preset"], r["pair"]): r for r in doc["rows"] if r["variant"] == "baseline"}
+    fig, axes = _grid(len(panels))
+    for ax, panel in zip(axes, panels, strict=False):
+        for r in (r for r in rows if (r["dataset"], r["preset"], r["pair"]) == panel):
+            color, curve = f"C{ANALYSED_VARIANTS.index(r['variant'])}", r["analysis"]["anytime"]
+            x = [p["flops"] for p in curve]
+            y = [p["accuracy"] for p in curve]
+            band = [p["accuracy_std"] or 0.0 for p in curve]
+            ax.plot(x, y, "-o", color=color, markersize=3, label=f"{r['variant']}: stop at tap / member")
+            ax.fill_between(x, [a - b for a, b in zip(y, band, strict=True)],
+                            [a + b for a, b in zip(y, band, strict=True)], color=color, alpha=0.15)
+            exits = r["analysis"].get("early_exit")
+            if exits:
+                full = curve[-1]["flops"]
+                ax.plot([p["flops_share"] * full for p in exits], [p["accuracy"] for p in exits], ":^",
+                        color=color, markersize=3, label=f"{r['variant']}: early exit")
+        base = baselines.get(panel)
+        if base and base.get("flops_per_sample") and base["accuracy"] and base["accuracy"]["mean"] is not None:
+            ax.plot(base["flops_per_sample"], base["accuracy"]["mean"], "ks", label="baseline")
+        ax.set_xscale("log")
+        ax.set_xlabel("forward FLOPs per sample (log)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(" / ".join(str(p) for p in panel), fontsize=8)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"{doc['title']}: anytime accuracy and early exit against compute", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from tabulate import tabulate
 
 from sharens import claims, document, plots, site, stats
@@ -98,6 +99,7 @@ def markdown(doc: dict, table: Table) -> str:
                                           "Status", "Train samples/s", "Train s", "Params"], tablefmt="github"), ""]
     lines += _health_section(doc) + _sweep_section(doc) + _tap_section(doc) + _gradient_section(doc)
     lines += _claims_section(doc) + _votes_section(doc) + _diversity_section(doc) + _metrics_section(doc)
+    lines += _calibration_section(doc) + _taps_calibration_section(doc)
     lines += ["## Settings", ""]
     for name, preset in sorted(doc["presets"].items()):
         lines.append(f"- Preset `{name}`: {describe(preset)}; {preset['why']}.")
@@ -264,6 +266,80 @@ def _metrics_section(doc: dict) -> list[str]:
             tabulate(body, headers=["Data set", "Model", "Preset", "Accuracy"] + names, tablefmt="github"), ""]
 
 
+def _num(x: float | None, digits: int = 2) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def _before_after(entry: dict, metric: str, digits: int = 2) -> str:
+    """'before -> after' temperature scaling ('before' alone where no temperature was fitted)."""
+    before = _num(entry["before"][metric], digits)
+    return before if not entry.get("after") else f"{before} → {_num(entry['after'][metric], digits)}"
+
+
+def _calibration_section(doc: dict) -> list[str]:
+    """Calibration before and after temperature scaling, diversity and anytime accuracy of every row that
+    recorded an analysis (`sharens.analysis`), means over seeds."""
+    rows = [r for r in doc["rows"] if r.get("analysis")]
+    if not rows:
+        return []
+    body = []
+    for r in rows:
+        a = r["analysis"]
+        vote, div = a["calibration"]["vote"], a.get("diversity") or {}
+        body.append([
+            r["dataset"], r["model"], r.get("preset") or "", a["cells"], _num(vote.get("temperature")),
+            _before_after(vote, "ece"), _before_after(vote, "ace"), _before_after(vote, "nll", 3),
+            _before_after(vote, "brier", 3),
+            "" if not div else " / ".join(_num(div["disagreement"][k]) for k in ("within_group", "across_groups")),
+            "" if not div or not div.get("disagreement_over_error") else _num(div["disagreement_over_error"]["all"]),
+            "" if not div else _num(div["kl"]["all"], 3), "" if not div else _num(div["mutual_information"]["all"], 3),
+            _num(a["at_half_flops"]["anytime"]), _num(a["at_half_flops"]["early_exit"])])
+    return ["## Calibration, diversity and anytime prediction", "",
+            "Each row's own vote, mean over the seeds that recorded an analysis (cells from before it show none; "
+            "`--force` reruns them, with the same accuracy). ECE and adaptive ECE (ACE) in %, NLL in nats: before → "
+            "after temperature scaling, the temperature T fitted on the cell's held-out train rows (never the test "
+            "rows; a table whose protocol trains on every train row gets none). Disagreement: % of test rows on "
+            "which two voters differ, pairs within a tap (or ensemble member) / across; over error: the same "
+            "divided by the pair's mean error rate; KL: mean symmetric KL between two voters' class scores; MI: "
+            "mutual information of the voters (entropy of their mean minus their mean entropy, nats). Anytime ½: "
+            "accuracy of the soft vote of the heads up to the deepest tap (or first members) needing at most half "
+            "of the forward FLOPs; exit ½: confidence-threshold early exit over those prefixes, the threshold chosen "
+            "on the held-out rows as the most accurate there within half of the FLOPs.", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "Seeds", "T", "ECE", "ACE", "NLL", "Brier",
+                                    "Disagree within / across", "Over error", "KL", "MI", "Anytime ½",
+                                    "Exit ½"], tablefmt="github"), ""]
+
+
+def _taps_calibration_section(doc: dict) -> list[str]:
+    """Per tap of every multi-tap row: its heads (mean), its own vote, and the vote of the heads up to it."""
+    rows = [r for r in doc["rows"] if (r.get("analysis") or {}).get("anytime")]
+    if not rows:
+        return []
+    body = []
+    for r in rows:
+        calibration = r["analysis"]["calibration"]
+        for point in r["analysis"]["anytime"]:
+            group = point["group"]
+            heads = [entry for name, entry in calibration.items() if name.startswith(f"head {group}/")]
+            own = calibration.get(f"group {group}") or calibration.get(f"head {group}")
+            prefix = calibration.get(f"prefix {group}") or calibration["vote"]
+            body.append([r["dataset"], r["model"], r.get("preset") or "", group, _num(point["flops_share"]),
+                         _num(np.mean([h["before"]["accuracy"] for h in heads])) if heads else "",
+                         _num(np.mean([h["before"]["ece"] for h in heads])) if heads else "",
+                         "" if own is None else _num(own["before"]["accuracy"]),
+                         "" if own is None else _before_after(own, "ece"),
+                         _num(prefix["before"]["accuracy"]), _before_after(prefix, "ece"),
+                         _before_after(prefix, "nll", 3)])
+    return ["## Calibration tap by tap", "",
+            "For each tap of an SE or DSN network (or each member of an ensemble, in order): its share of the "
+            "forward FLOPs up to there, its heads' mean accuracy and ECE, the vote of its own heads, and the "
+            "prefix vote (every head up to it; the last prefix is the soft vote of all, which may differ from "
+            "the row's own rule). ECE before → after temperature scaling; means over seeds.", "",
+            tabulate(body, headers=["Data set", "Model", "Preset", "Tap", "FLOPs share", "Heads acc", "Heads ECE",
+                                    "Tap vote acc", "Tap vote ECE", "Prefix acc", "Prefix ECE", "Prefix NLL"],
+                     tablefmt="github"), ""]
+
+
 def _tap_section(doc: dict) -> list[str]:
     """Mean test accuracy of the heads on each tap: does the vote ride on shallow heads?"""
     rows = [r for r in doc["rows"] if r.get("tap_accuracy")]
@@ -360,6 +436,12 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
     if cost is not None:
         figures.append(f"![accuracy against training time: baseline, SE, DSN, snapshots, independent ensemble]"
                        f"({cost.name})")
+    for figure, what in ((plots.reliability_figure, "reliability diagrams of each row's vote, before and after "
+                          "temperature scaling"),
+                         (plots.anytime_figure, "accuracy against forward FLOPs: stopping at each tap, early exit")):
+        drawn = figure(doc, out / f"{table.id}_{figure.__name__.removesuffix('_figure')}.png")
+        if drawn is not None:
+            figures.append(f"![{what}]({drawn.name})")
     curves = plots.loss_curves(doc, out / f"{table.id}_curves.png")
     if curves is not None:
         figures.append(f"![loss curves of the cells unfit for a verdict]({curves.name})")

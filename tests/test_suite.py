@@ -69,12 +69,18 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     for weighted in (c for c in doc["cells"] if c["variant"] == "se_weighted"):
         assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
         assert weighted["accuracy"] == weighted["votes"]["accuracy_weighted"]["accuracy"]
+        # its held-out rows fit a temperature and the early-exit thresholds (sharens.analysis)
+        assert weighted["analysis"]["calibration"]["vote"]["temperature"] > 0 and weighted["analysis"]["early_exit"]
+    analysed = se_cell["analysis"]
+    assert analysed["calibration"]["vote"]["before"]["accuracy"] == pytest.approx(se_cell["accuracy"], rel=1e-4)
+    assert analysed["anytime"][-1]["flops"] == pytest.approx(se_cell["flops_per_sample"], rel=1e-4)
     # a smoke run is on slices of the data: never compared with the paper's full-split numbers
     assert {r["verdict"] for r in run_rows if r["paper"] is not None and r["accuracy"]["n"]} == {"not comparable"}
     assert (smoke_out / f"{table_id}.png").read_bytes().startswith(b"\x89PNG")
     markdown = (smoke_out / f"{table_id}.md").read_text()
     assert "cited, not re-run" in markdown and "Claim: SE beats its baseline" in markdown
     assert f"]({table_id}.png)" in markdown
+    assert "## Calibration, diversity and anytime prediction" in markdown and f"]({table_id}_anytime.png)" in markdown
 
 
 @pytest.mark.parametrize("table_id", TABLES)
