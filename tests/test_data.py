@@ -206,7 +206,7 @@ def test_corrupt_file_reports_both_hashes(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(DataError, match="letter, adult, yeast, semg, imdb, gtzan, mnist, cifar10"):
+    with pytest.raises(DataError, match="letter, adult, yeast, semg, imdb, gtzan, gtzan_filtered, mnist, cifar10"):
         load_dataset("svhn")
     with pytest.raises(DataError, match="known"):
         data.download("svhn", "unused")

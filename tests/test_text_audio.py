@@ -138,6 +138,21 @@ def test_gtzan_reader_uses_every_clip_present(cache):
     assert ds.info["extraction"]["computed"] + ds.info["extraction"]["from_cache"] == n
 
 
+def test_fault_filtered_partition_is_kereliuks_and_keeps_its_sides_apart(cache):
+    part = gtzan.filtered_partition()
+    sizes = {side: sum(1 for p in part.values() if p == side) for side in ("train", "valid", "test")}
+    assert sizes == {"train": 443, "valid": 197, "test": 290}  # Kereliuk et al. 2015, Table 1
+    assert {stem.split(".")[0] for stem in part} == set(gtzan.GENRES)
+    root = need("gtzan/genres")
+    ds = load_dataset("gtzan_filtered", root, cache)
+    split = ds.info["split"]
+    stems = {Path(c).name.rsplit(".", 1)[0] for c in split["test_clips"]}
+    assert stems and all(part[s] == "test" for s in stems)
+    assert len(ds.y_train) + len(ds.y_test) + len(split["left_out"]) == len(GTZAN_CLIPS)
+    assert all(Path(c).name.rsplit(".", 1)[0] not in part for c in split["left_out"])
+    assert len(ds.y_test) == sum(part.get(Path(c).name.rsplit(".", 1)[0]) == "test" for c in map(str, GTZAN_CLIPS))
+
+
 def test_split_by_clip_is_700_300_on_the_full_set_and_tests_every_genre_on_a_small_one():
     assert gtzan.n_test_clips(np.repeat(np.arange(10), 100)) == 300
     assert gtzan.n_test_clips(np.repeat(np.arange(10), 2)) == 10

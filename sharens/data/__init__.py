@@ -69,6 +69,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # `files` is what `download` fetches; `locate` also accepts the repack or an extracted folder
     Source("imdb", imdb.read_imdb, 1, (imdb.OFFICIAL,), locate=imdb.locate),
     Source("gtzan", gtzan.read_gtzan, 1, locate=gtzan.locate, fetch=gtzan.download),
+    # the same clips on Kereliuk et al.'s fault-filtered partition (Table 4's second split)
+    Source("gtzan_filtered", gtzan.read_gtzan_filtered, 1, locate=gtzan.locate, fetch=gtzan.download),
     Source("mnist", mnist.read_mnist, 1, mnist.MNIST_FILES),
     # version 2: the shared repack's test set became the official one; no lossless mask
     Source("cifar10", cifar10.read_cifar10, 2, (cifar10.CIFAR_ARCHIVE,), locate=cifar10.locate),

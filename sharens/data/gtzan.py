@@ -42,6 +42,8 @@ ARCHIVE_NAME = "genres.tar.gz"
 TEST_SHARE = 0.3  # 700 / 300 clips on the full set
 _CLIP = re.compile(r"^(?P<genre>[a-z]+)\.(?P<index>\d{5})\.(?P<ext>au|wav)$")
 _REFERENCE = Path(__file__).with_name("gtzan_au_sha256.tsv")  # sha256 of the 1,000 original .au files
+# Kereliuk et al. 2015's fault-filtered partition: {clip stem: train / valid / test}, 930 of the 1,000 clips
+_FILTERED = Path(__file__).with_name("gtzan_kereliuk2015.tsv")
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,39 @@ def n_test_clips(y: np.ndarray) -> int:
     return min(max(round(TEST_SHARE * len(y)), len(np.unique(y))), len(y) - len(np.unique(y)))
 
 
-def read_gtzan(paths: dict[str, Path], cache: Path, params: MfccParams | None = None) -> dict:
+def filtered_partition() -> dict[str, str]:
+    """{clip stem such as 'blues.00029': 'train', 'valid' or 'test'} of Kereliuk et al.'s fault-filtered split."""
+    lines = [line for line in _FILTERED.read_text().splitlines() if not line.startswith("#")][1:]
+    return dict(line.split("\t") for line in lines)
+
+
+def _random_split(labels: list[str], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The paper's protocol: a stratified random 70 / 30 split by clip."""
+    if min(np.bincount(y, minlength=len(GENRES))) < 2:
+        raise DataError("GTZAN needs at least 2 usable clips of every genre (one to train, one to test); "
+                        f"found {dict(zip(GENRES, np.bincount(y, minlength=len(GENRES)).tolist(), strict=True))}")
+    train, test, split = stratified_split(y, n_test_clips(y))
+    return train, test, {**split, "rule": split["rule"] + f"; by clip ({TEST_SHARE:.0%} test, at least one per genre)"}
+
+
+def _filtered_split(labels: list[str], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Kereliuk et al.'s partition: its train and valid clips train (our nets hold out their own rows), its test
+    clips test; the clips it leaves out (repeated, mislabelled or distorted, by Sturm 2013) are not used."""
+    part = filtered_partition()
+    stems = [Path(label).name.rsplit(".", 1)[0] for label in labels]
+    train = np.array([i for i, stem in enumerate(stems) if part.get(stem) in ("train", "valid")], dtype=np.int64)
+    test = np.array([i for i, stem in enumerate(stems) if part.get(stem) == "test"], dtype=np.int64)
+    if not len(train) or not len(test):
+        raise DataError(f"the fault-filtered GTZAN split needs clips on both sides; of the {len(labels)} clips "
+                        f"present, {len(train)} train and {len(test)} test")
+    return train, test, {
+        "rule": "Kereliuk, Sturm & Larsen 2015, fault-filtered partition (443 train + 197 valid -> train, 290 test; "
+                "no artist on two sides), lists from github.com/coreyker/dnn-mgr at bdad579",
+        "left_out": [labels[i] for i, stem in enumerate(stems) if stem not in part],
+        "test_rows_sha256": hashlib.sha256(test.tobytes()).hexdigest()}
+
+
+def read_gtzan(paths: dict[str, Path], cache: Path, params: MfccParams | None = None, split=_random_split) -> dict:
     params = params or MfccParams.current()
     reference = reference_checksums()
     clips, skipped = {}, {}
@@ -216,22 +250,18 @@ def read_gtzan(paths: dict[str, Path], cache: Path, params: MfccParams | None = 
         raise DataError(f"none of the {len(paths)} GTZAN clips could be used: {skipped}")
     y = np.array([GENRES.index(Path(label).parent.name) for label in labels])
     x = np.stack([features[label] for label in labels])
-    if min(np.bincount(y, minlength=len(GENRES))) < 2:
-        raise DataError("GTZAN needs at least 2 usable clips of every genre (one to train, one to test); "
-                        f"found {dict(zip(GENRES, np.bincount(y, minlength=len(GENRES)).tolist(), strict=True))}")
-    train, test, split = stratified_split(y, n_test_clips(y))
+    train, test, rule = split(labels, y)
     x_train, x_test = _standardize_per_coefficient(x[train], x[test])
     s_train, s_test = _standardize_per_coefficient(summary(x[train]), summary(x[test]))
     unverified = [label for label in labels if label.endswith(".wav")]
     info = {
-        "split": {**split, "rule": split["rule"] + f"; by clip ({TEST_SHARE:.0%} test, at least one per genre)",
-                  "test_clips": [labels[i] for i in test]},
+        "split": {**rule, "test_clips": [labels[i] for i in test]},
         "preprocessing": (f"librosa.load(mono, sr={params.sample_rate}); librosa.feature.mfcc with the "
                           f"parameters in `mfcc`; {params.frames} frames kept (cropped or zero-padded); "
                           "each coefficient standardized with train mean/std. View `summary`: mean and std "
                           "of each coefficient over frames (for scikit-learn models)"),
         "mfcc": asdict(params),
-        "clips_present": len(paths), "clips_used": len(labels),
+        "clips_present": len(paths), "clips_used": len(train) + len(test),
         "skipped": skipped,
         "unverified_wav_conversions": unverified,
         "extraction": extraction,
@@ -240,6 +270,11 @@ def read_gtzan(paths: dict[str, Path], cache: Path, params: MfccParams | None = 
     result = split_result(x_train, y[train], x_test, y[test], GENRES, info)
     result["views"] = {"summary": (s_train, s_test)}
     return result
+
+
+def read_gtzan_filtered(paths: dict[str, Path], cache: Path, params: MfccParams | None = None) -> dict:
+    """GTZAN on Kereliuk et al.'s fault-filtered partition instead of the paper's random split."""
+    return read_gtzan(paths, cache, params, split=_filtered_split)
 
 
 def download(root: Path) -> list[Path]:
