@@ -212,10 +212,18 @@ class Table:
                 rows.append(Row(pair.name, "independent", pair.ensemble_name(k)))
             if pair.deeply_supervised:
                 rows.append(Row(pair.name, "dsn", pair.dsn_name))
-            m = pair.snapshot_ensemble if profile is None else min(pair.snapshot_ensemble, profile.ensemble_size)
-            if m:
+            m = self.snapshot_count(pair, profile)
+            if m > 1:  # one snapshot is no ensemble
                 rows.append(Row(pair.name, "snapshot", pair.snapshot_name(m)))
         return rows
+
+    def snapshot_count(self, pair: Pair, profile: Profile | None = None) -> int:
+        """M, the snapshots a pair's snapshot ensemble votes: the pair's, capped by the profile's ensemble size
+        and by its epochs on every data set (a cycle is at least one epoch), so the row's label tells the truth."""
+        if profile is None:
+            return pair.snapshot_ensemble
+        return min(pair.snapshot_ensemble, profile.ensemble_size,
+                   *(profile.epochs_for(dataset, pair.name) for dataset in self.datasets))
 
     def pair(self, name: str) -> Pair:
         return next(p for p in self.pairs if p.name == name)

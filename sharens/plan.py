@@ -114,7 +114,7 @@ def _network(table: Table, profile: Profile, dataset: str, row: Row, preset: str
     epochs, optimizer = profile.epochs_for(dataset, pair.name), table.preset_for(pair, preset)
     patience, snapshots = profile.patience, 0
     if row.variant == "snapshot":  # the epoch cap split into whole cycles; the schedule needs the run's length
-        snapshots = min(pair.snapshot_ensemble, profile.ensemble_size, epochs)
+        snapshots = table.snapshot_count(pair, profile)
         epochs, optimizer, patience = snapshots * (epochs // snapshots), replace(optimizer, cosine=True), None
     return NetworkSpec(
         backbone=pair.backbone, options=pair.options_for(dataset), inputs=pair.inputs,

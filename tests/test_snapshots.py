@@ -37,6 +37,21 @@ def test_snapshot_rows_plan_whole_cosine_cycles_within_the_epoch_cap():
     assert "cosine" not in baseline.network.optimizer
 
 
+def test_a_snapshot_row_is_labelled_with_the_snapshots_its_cells_vote():
+    from benchmarks import IMPLEMENTED
+
+    checked = 0
+    for table_id in IMPLEMENTED:
+        table = get_table(table_id)
+        for profile in table.profiles.values():
+            for spec in plan(table, profile, 1, list(table.presets), list(table.datasets), Speed()):
+                if spec.row.variant == "snapshot":
+                    assert spec.row.label.endswith(f" snapshots x{spec.network.snapshots}"), (table_id, profile)
+                    assert spec.network.snapshots > 1
+                    checked += 1
+    assert checked  # Table 6 at quick trains IMDB 2 epochs: 2 snapshots, and its LSTM (1 epoch) none
+
+
 def test_a_snapshot_cell_votes_the_ends_of_its_cycles(data_root, tmp_path):
     """On the real sEMG data: one voter per cycle, each cycle judged on its own curve; the first cycle is a plain
     run of the cosine preset from the cell's seed, and later cycles go on from where it ended."""
