@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "tabulate", "sharens")
+PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "librosa", "tabulate", "sharens")
 
 
 def _git(*args: str) -> str | None:
@@ -57,10 +57,13 @@ def _version(package: str) -> str | None:
 
 @cache
 def environment() -> dict:
-    """Library versions and git revision: the same for every cell of one process."""
+    """Library versions and git revision: the same for every cell of one process. `cpu_capability` is the
+    instruction set torch's CPU kernels were chosen for (AVX2, AVX512, ...): two CPUs of one model name may
+    differ in it, and then in the last bits of every sum."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "versions": {p: _version(p) for p in PACKAGES},
         "git_revision": git_revision(),
     }
