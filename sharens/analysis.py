@@ -33,6 +33,7 @@ from sharens.voting import soft_vote
 ANALYSIS_VERSION = 1
 EXIT_BUDGETS = tuple(round(0.1 * k, 1) for k in range(1, 11))  # shares of the whole network's forward FLOPs
 MAX_THRESHOLDS = 256  # candidate exit thresholds tried on the held-out rows (quantiles of their confidence)
+MIN_FIT_ROWS = 50  # held-out rows below which nothing is fitted (GTZAN's 20 clips hold out one or two)
 SIGNIFICANT = 5  # digits kept: the analysis is descriptive, and a cell holds many numbers
 
 Vote = Callable[[torch.Tensor], torch.Tensor]  # logits (samples, voters, classes) -> scores (samples, classes)
@@ -44,6 +45,9 @@ def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.
     """The analysis of one cell. `groups[h]` names voter h's group (groups in depth order, as `prefix_flops`,
     which gives the forward FLOPs per sample a prediction from the groups up to each one needs); `vote` is the
     cell's own rule."""
+    held_rows = 0 if y_held is None else len(y_held)
+    if held_rows < MIN_FIT_ROWS:
+        held_logits, y_held = None, None  # too few rows to fit a temperature or a threshold on
     test_logits, held_logits = test_logits.double(), None if held_logits is None else held_logits.double()
     order = list(dict.fromkeys(groups))
     members = {g: [h for h, name in enumerate(groups) if name == g] for g in order}
@@ -57,7 +61,7 @@ def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.
     own = calibration["vote"]
     result = {
         "version": ANALYSIS_VERSION,
-        "held_out_rows": 0 if y_held is None else len(y_held),
+        "held_out_rows": held_rows,
         "calibration": {name: entry["summary"] for name, entry in calibration.items()},
         "reliability": {"before": own["bins_before"], "after": own["bins_after"]},
         "diversity": diversity(test_logits.softmax(-1), y_test, groups) if len(groups) > 1 else None,
@@ -237,6 +241,7 @@ def summarize(analyses: list[dict]) -> dict | None:
     """A row's analysis over its seeds: the mean of every number (per voter group, per prefix, per budget),
     the seeds' standard deviation of the curves' accuracy and of the own vote's calibration, and the
     reliability bins summed (a diagram over all seeds' test rows)."""
+    analyses = [_without_small_fits(a) for a in analyses]
     if not analyses:
         return None
     names = [name for name in analyses[0]["calibration"] if all(name in a["calibration"] for a in analyses)]
@@ -263,10 +268,22 @@ def summarize(analyses: list[dict]) -> dict | None:
     return _rounded(summary)
 
 
+def _without_small_fits(analysis: dict) -> dict:
+    """A cell analysed before `MIN_FIT_ROWS` existed, with the fits it made on fewer rows taken out."""
+    if analysis["held_out_rows"] >= MIN_FIT_ROWS:
+        return analysis
+    calibration = {name: {**entry, "temperature": None, "after": None}
+                   for name, entry in analysis["calibration"].items()}
+    return {**analysis, "calibration": calibration,
+            "reliability": {**analysis["reliability"], "after": None}, "early_exit": None}
+
+
 def _mean_tree(trees: list):
-    """The mean of same-shaped trees of numbers, leaf by leaf (None where any seed has None); other leaves as
-    the first tree's."""
+    """The mean of same-shaped trees of numbers, leaf by leaf (None where any seed has None, leaf or branch);
+    other leaves as the first tree's."""
     first = trees[0]
+    if isinstance(first, (dict, list)) and any(t is None for t in trees):
+        return None
     if isinstance(first, dict):
         return {k: _mean_tree([t[k] if t is not None else None for t in trees]) for k in first}
     if isinstance(first, list):

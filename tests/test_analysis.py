@@ -95,6 +95,9 @@ def test_analysis_fits_on_held_out_rows_only_and_reports_every_voter_group():
     assert [p["threshold"] for p in flipped["early_exit"]] == [p["threshold"] for p in result["early_exit"]]
     without = analyse(test, y_test, None, None, *args)
     assert without["calibration"]["vote"]["after"] is None and "early_exit" not in without
+    few = analyse(test, y_test, held[:10], y_held[:10], *args)  # too few rows to fit anything on
+    assert few["held_out_rows"] == 10 and few["calibration"]["vote"]["temperature"] is None
+    assert "early_exit" not in few and summarize([result, few])["calibration"]["vote"]["after"] is None
 
 
 def test_summary_over_seeds_averages_and_pools_the_reliability_bins():
