@@ -293,7 +293,7 @@ def _calibration_section(doc: dict) -> list[str]:
             "" if not div else " / ".join(_num(div["disagreement"][k]) for k in ("within_group", "across_groups")),
             "" if not div or not div.get("disagreement_over_error") else _num(div["disagreement_over_error"]["all"]),
             "" if not div else _num(div["kl"]["all"], 3), "" if not div else _num(div["mutual_information"]["all"], 3),
-            _num(a["at_half_flops"]["anytime"]), _num(a["at_half_flops"]["early_exit"])])
+            *_at_half(a)])
     return ["## Calibration, diversity and anytime prediction", "",
             "Each row's own vote, mean over the seeds that recorded an analysis (cells from before it show none; "
             "`--force` reruns them, with the same accuracy). ECE and adaptive ECE (ACE) in %, NLL in nats: before → "
@@ -308,6 +308,14 @@ def _calibration_section(doc: dict) -> list[str]:
             tabulate(body, headers=["Data set", "Model", "Preset", "Seeds", "T", "ECE", "ACE", "NLL", "Brier",
                                     "Disagree within / across", "Over error", "KL", "MI", "Anytime ½",
                                     "Exit ½"], tablefmt="github"), ""]
+
+
+def _at_half(analysis: dict) -> list[str]:
+    """(anytime, early exit) accuracy at half of the FLOPs, or why there is none."""
+    half, curve = analysis["at_half_flops"], analysis.get("anytime")
+    if curve and half["anytime"] is None:  # the shallowest prefix already costs more
+        return [f"— (first tap {curve[0]['flops_share']:.0%} of FLOPs)", ""]
+    return [_num(half["anytime"]), _num(half["early_exit"])]
 
 
 def _taps_calibration_section(doc: dict) -> list[str]:
