@@ -102,7 +102,8 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         verdict = stats.row_verdict(interval, len(values), paper, table.tolerance)
     return {
         "dataset": dataset, "model": row.label, "pair": row.pair, "variant": row.variant, "preset": preset,
-        "paper": paper, "quoted_from": table.quoted.get(row.label),
+        "paper": paper,
+        "quoted_from": table.quoted.get(row.label) if paper is not None else None,  # a quote is of a number
         "accuracy": accuracy,
         "interval": interval,
         "seeds": [r["seed"] for r in ok],  # of accuracy's values, in order
