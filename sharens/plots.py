@@ -124,30 +124,38 @@ def loss_curves(doc: dict, path: Path, limit: int = 12) -> Path | None:
 COST_VARIANTS = {"baseline": "o", "se": "*", "se_weighted": "P", "dsn": "s", "snapshot": "D", "independent": "^"}
 
 
+COST_AXES = (("train_seconds", "training time per cell (s, log)"), ("params", "parameters (log)"),
+             ("flops_per_sample", "forward FLOPs per sample (log)"))
+
+
 def cost_figure(doc: dict, path: Path) -> Path | None:
-    """Accuracy against training time, one panel per data set and preset: is SE cheaper than the ensembles and
-    controls it is compared with, at equal accuracy? (marker: the row's variant; colour: its pair)"""
+    """Accuracy against training time, parameters and forward FLOPs (one row each), one column per data set and
+    preset: is SE cheaper than the ensembles and controls it is compared with, at equal accuracy? (marker: the
+    row's variant; colour: its pair)"""
     rows = [r for r in doc["rows"] if r["variant"] in COST_VARIANTS and r.get("train_seconds") and r["accuracy"]
             and r["accuracy"]["mean"] is not None]
     panels = list(dict.fromkeys((r["dataset"], r["preset"]) for r in rows))
     if not rows or len({r["variant"] for r in rows}) < 3:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(len(COST_AXES), len(panels), figsize=(4.8 * len(panels), 3.6 * len(COST_AXES)),
+                             squeeze=False)
     pairs = list(dict.fromkeys(r["pair"] for r in rows))
-    for ax, (dataset, preset) in zip(axes[0], panels, strict=True):
-        for r in (r for r in rows if (r["dataset"], r["preset"]) == (dataset, preset)):
-            ax.plot(r["train_seconds"], r["accuracy"]["mean"], COST_VARIANTS[r["variant"]], markersize=8,
-                    color=f"C{pairs.index(r['pair'])}", alpha=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("training time per cell (s, log)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{dataset} [{preset}]", fontsize=9)
+    for (key, label), line in zip(COST_AXES, axes, strict=True):
+        for ax, (dataset, preset) in zip(line, panels, strict=True):
+            for r in (r for r in rows if (r["dataset"], r["preset"]) == (dataset, preset) and r.get(key)):
+                ax.plot(r[key], r["accuracy"]["mean"], COST_VARIANTS[r["variant"]], markersize=8,
+                        color=f"C{pairs.index(r['pair'])}", alpha=0.8)
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"{dataset} [{preset}]", fontsize=9)
     handles = [plt.Line2D([], [], linestyle="", marker=m, color="gray", label=v) for v, m in COST_VARIANTS.items()]
     handles += [plt.Line2D([], [], linestyle="", marker="o", color=f"C{i}", label=p) for i, p in enumerate(pairs)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{doc['title']}: accuracy against training cost (means over seeds)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=100)
+    fig.suptitle(f"{doc['title']}: accuracy against training cost, parameters and FLOPs (means over seeds)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

@@ -442,7 +442,8 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
             figures.append(f"![{what}]({path.name})")
     cost = plots.cost_figure(doc, out / f"{table.id}_cost.png")
     if cost is not None:
-        figures.append(f"![accuracy against training time: baseline, SE, DSN, snapshots, independent ensemble]"
+        figures.append(f"![accuracy against training time, parameters and FLOPs: baseline, SE, DSN, snapshots, "
+                       f"independent ensemble]"
                        f"({cost.name})")
     for figure, what in ((plots.reliability_figure, "reliability diagrams of each row's vote, before and after "
                           "temperature scaling"),
