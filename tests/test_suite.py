@@ -17,6 +17,7 @@ import torch
 import sharens.data as data
 from benchmarks import get_table
 from sharens import document, metrics, training, voting
+from sharens.analysis import MIN_FIT_ROWS
 from sharens.cells import Outcomes
 from sharens.cli import main
 from sharens.data import files
@@ -69,8 +70,12 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     for weighted in (c for c in doc["cells"] if c["variant"] == "se_weighted"):
         assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
         assert weighted["accuracy"] == weighted["votes"]["accuracy_weighted"]["accuracy"]
-        # its held-out rows fit a temperature and the early-exit thresholds (sharens.analysis)
-        assert weighted["analysis"]["calibration"]["vote"]["temperature"] > 0 and weighted["analysis"]["early_exit"]
+        # its held-out rows fit a temperature and the early-exit thresholds (sharens.analysis), if there are enough
+        fitted = weighted["analysis"]["calibration"]["vote"]["temperature"]
+        if weighted["n_holdout"] >= MIN_FIT_ROWS:
+            assert fitted > 0 and weighted["analysis"]["early_exit"]
+        else:
+            assert fitted is None and "early_exit" not in weighted["analysis"]
     analysed = se_cell["analysis"]
     assert analysed["calibration"]["vote"]["before"]["accuracy"] == pytest.approx(se_cell["accuracy"], rel=1e-4)
     assert analysed["anytime"][-1]["flops"] == pytest.approx(se_cell["flops_per_sample"], rel=1e-4)
