@@ -288,8 +288,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
     from sharens.lease import stage
 
     try:
-        chunks = stage([get_table(t) for t in args.table or CAMPAIGN], args.dir, int(args.chunk_mib * 2**20),
-                       args.data_root)
+        chunk_bytes = None if args.chunk_mib is None else int(args.chunk_mib * 2**20)
+        chunks = stage([get_table(t) for t in args.table or CAMPAIGN], args.dir, chunk_bytes, args.data_root)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -403,8 +403,8 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stage", help="stage the campaign's data in chunk folders for a GPU lease")
     st.add_argument("--table", action="append", metavar="ID")
     st.add_argument("--dir", type=Path, default=Path(".lease"), help="a git-ignored folder (default .lease)")
-    st.add_argument("--chunk-mib", type=float, default=30.0,
-                    help="bytes per call left beside the checkout (default 30 MiB)")
+    st.add_argument("--chunk-mib", type=float, default=None,
+                    help="MiB per chunk (default: all that a call carries beside the checkout's files)")
     st.add_argument("--data-root", type=Path, default=None)
     st.set_defaults(func=cmd_stage)
 

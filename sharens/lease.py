@@ -2,10 +2,11 @@
 
 `stage` copies the verified data files the campaign's tables read into a git-ignored folder, cut into
 chunk folders of at most `chunk_bytes` each (the checkout travels with every call, so a chunk is what is
-left of a call's allowance), and writes `run.sh`: on the device it joins the chunks, checks every file's
-sha256, and runs the campaign with its cells packed into `$OUT`. Carry one chunk folder per call, in order,
-while the machine stays warm (ignored files stay on it between calls); the last chunk holds `run.sh`, which
-the last call runs. The folder must be git-ignored, or the chunks would travel with every call.
+left of a call's allowance: `room_per_call` measures it), and writes `run.sh`: on the device it joins the
+chunks, checks every file's sha256, and runs the campaign with its cells packed into `$OUT`. Carry one
+chunk folder per call, in order, while the machine stays warm (ignored files stay on it between calls); the
+last chunk holds `run.sh`, which the last call runs. The folder must be git-ignored, or the chunks would
+travel with every call.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from __future__ import annotations
 import hashlib
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
-from sharens.data import SOURCES, cache_dir, data_root
+from sharens.data import SOURCES, DataError, cache_dir, data_root
+
+CALL_BYTES = 64 * 2**20  # what one call to the device carries: the checkout's travelling files and the carried paths
+MARGIN_BYTES = 2**20  # for files the session writes between staging and the call
 
 RUN_SCRIPT = """#!/bin/sh
 # Written by `python -m sharens stage`: run on the device machine once every chunk folder has been carried
@@ -31,8 +36,38 @@ python3 -m sharens campaign --device cuda --budget "${{1:-8m}}" --pack "${{OUT:-
 """
 
 
-def stage(tables: list, folder: Path, chunk_bytes: int, root: Path | None = None) -> list[Path]:
-    """Write the chunk folders and `run.sh` for `tables` into `folder`; return the chunk folders in order."""
+def room_per_call(folder: Path) -> int:
+    """Bytes a call can carry beside the checkout that holds `folder`: the allowance less the files that travel
+    with every call (tracked, and untracked but not ignored). `folder` itself must be ignored, or every chunk
+    would travel with every call."""
+    repo = folder.parent.resolve()
+    repo.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(repo)]
+    if subprocess.run(git + ["rev-parse"], capture_output=True).returncode != 0:
+        raise DataError(f"{repo} is not in a git checkout: stage into a folder of the checkout the lease sends")
+    if subprocess.run(git + ["check-ignore", "-q", f"{folder.name}/"]).returncode != 0:
+        raise DataError(f"{folder} is not git-ignored, so its chunks would travel with every call: add "
+                        f"'{folder.name}/' to .gitignore or .git/info/exclude")
+    listed = subprocess.run(git + ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--full-name"],
+                            capture_output=True, check=True).stdout
+    top = Path(subprocess.run(git + ["rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                              check=True).stdout.strip())
+    travelling = sum(path.stat().st_size for name in listed.split(b"\0") if name
+                     and (path := top / name.decode()).is_file() and not path.is_symlink())
+    return CALL_BYTES - travelling - MARGIN_BYTES
+
+
+def stage(tables: list, folder: Path, chunk_bytes: int | None = None, root: Path | None = None) -> list[Path]:
+    """Write the chunk folders and `run.sh` for `tables` into `folder`; return the chunk folders in order.
+    Chunks are as large as a call allows beside the checkout (`room_per_call`) unless `chunk_bytes` says less."""
+    room_left = room_per_call(folder)
+    if chunk_bytes is None:
+        chunk_bytes = room_left
+    if chunk_bytes > room_left or chunk_bytes < 2**20:
+        raise DataError(f"a call carries {CALL_BYTES / 2**20:.0f} MiB and the checkout already takes "
+                        f"{(CALL_BYTES - MARGIN_BYTES - room_left) / 2**20:.1f} MiB of it, so a chunk can hold at most "
+                        f"{max(room_left, 0) / 2**20:.1f} MiB (asked: {chunk_bytes / 2**20:.1f} MiB); "
+                        "ask for less with --chunk-mib (at least 1), or commit fewer or smaller files")
     root = data_root(root)
     files: dict[str, Path] = {}
     for name in dict.fromkeys(d for table in tables for d in table.datasets):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import get_table
-from sharens import campaign, costs
+from sharens import campaign, costs, lease
 from sharens.cli import main
 from sharens.runner import run_table
 
@@ -77,10 +77,39 @@ def test_unpack_refuses_an_archive_that_is_not_cells(tmp_path, capsys):
     assert "is not a cell file" in capsys.readouterr().err and not (tmp_path / "results").exists()
 
 
+def _checkout(repo: Path, tracked_bytes: int = 0) -> Path:
+    """A git checkout that ignores `.lease/` and tracks a file of `tracked_bytes`."""
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text(".lease/\n")
+    (repo / "results.bin").write_bytes(b"x" * tracked_bytes)
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    return repo
+
+
+def test_stage_chunks_hold_what_a_call_carries_beside_the_checkout(data_root, tmp_path, capsys):
+    """A chunk is the 64 MiB of a call less the checkout's files (tracked, and untracked but not ignored);
+    a chunk asked larger, or a staging folder that would itself travel, is refused with the fix."""
+    repo = _checkout(tmp_path / "repo", tracked_bytes=55 * 2**20)
+    (repo / "notes.txt").write_bytes(b"y" * 2**20)  # untracked, not ignored: travels too
+    room = lease.room_per_call(repo / ".lease")
+    assert room == lease.CALL_BYTES - 56 * 2**20 - lease.MARGIN_BYTES - len(".lease/\n")
+    assert main(["stage", "--table", "figure2_mnist", "--dir", str(repo / ".lease"),
+                 "--data-root", str(data_root)]) == 0
+    # MNIST's train images (9.5 MiB) fill one chunk and spill into the next
+    assert max(p.stat().st_size for p in (repo / ".lease").rglob("*.gz.*")) == room
+    assert main(["stage", "--table", "figure2_mnist", "--dir", str(repo / ".lease"), "--chunk-mib", "30",
+                 "--data-root", str(data_root)]) == 1
+    assert "a chunk can hold at most 7.0 MiB" in capsys.readouterr().err
+    assert main(["stage", "--table", "figure2_mnist", "--dir", str(repo / "staged"), "--chunk-mib", "4",
+                 "--data-root", str(data_root)]) == 1
+    assert "is not git-ignored" in capsys.readouterr().err and not (repo / "staged").exists()
+
+
 def test_stage_cuts_the_data_into_chunks_that_run_sh_joins_and_checks(data_root, tmp_path, capsys):
     """The staged chunks, copied into a checkout as consecutive calls would, are joined, verified, and handed
     to the campaign (a stand-in `python3` records its arguments)."""
-    repo = tmp_path / "repo"
+    repo = _checkout(tmp_path / "repo")
     assert main(["stage", "--table", "figure2_mnist", "--dir", str(repo / ".lease"), "--chunk-mib", "4",
                  "--data-root", str(data_root)]) == 0
     calls = [line for line in capsys.readouterr().out.splitlines() if line.startswith("call")]
