@@ -141,37 +141,56 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * p.clamp_min(PROBABILITY_FLOOR).log()).sum(-1)
 
 
+def disagreement(predicted: torch.Tensor, groups: list[str]) -> dict[str, float | None]:
+    """Share of rows (%) on which two voters predict different classes (`predicted`: rows x voters), over all
+    pairs of voters, pairs within a group and pairs across groups."""
+    i, j = np.triu_indices(predicted.shape[1], k=1)
+    return _by_pairing(100.0 * _disagreement_rates(predicted, i, j), _same_group(groups, i, j))
+
+
 def diversity(probabilities: torch.Tensor, targets: torch.Tensor, groups: list[str]) -> dict:
-    """Pairwise disagreement (% of rows), the same over the pair's mean error rate, and the mean symmetric KL
-    (nats), over all pairs of voters, pairs within a group and pairs across groups; the voters' mutual
-    information (nats), over all voters and within a group (mean over groups of more than one voter)."""
+    """Pairwise disagreement (as `disagreement`), the same over the pair's mean error rate, and the mean
+    symmetric KL (nats), over all pairs of voters, pairs within a group and pairs across groups; the voters'
+    mutual information (nats), over all voters and within a group (mean over groups of more than one voter)."""
     predicted = probabilities.argmax(-1)
     error = (predicted != targets[:, None]).double().mean(0)
     log_p = probabilities.clamp_min(PROBABILITY_FLOOR).log()
     i, j = np.triu_indices(probabilities.shape[1], k=1)
-    disagree = torch.stack([(predicted[:, a] != predicted[:, b]).double().mean() for a, b in zip(i, j, strict=True)])
-    mean_error = torch.stack([(error[a] + error[b]) / 2 for a, b in zip(i, j, strict=True)])
+    disagree = _disagreement_rates(predicted, i, j)
+    mean_error = (error[i] + error[j]) / 2
     kl = torch.stack([0.5 * ((probabilities[:, a] - probabilities[:, b]) * (log_p[:, a] - log_p[:, b])).sum(-1).mean()
                       for a, b in zip(i, j, strict=True)])
+    same = _same_group(groups, i, j)
     names = np.array(groups)
-    same = torch.from_numpy(names[i] == names[j])
-
-    def split(values: torch.Tensor, valid: torch.Tensor | None = None, scale: float = 1.0) -> dict[str, float | None]:
-        valid = torch.ones_like(same) if valid is None else valid
-
-        def mean(mask: torch.Tensor) -> float | None:
-            mask = mask & valid
-            return scale * values[mask].mean().item() if mask.any() else None
-        return {"all": mean(torch.ones_like(same)), "within_group": mean(same), "across_groups": mean(~same)}
-
     within = [_mutual_information(probabilities[:, names == g]) for g in dict.fromkeys(groups)
               if (names == g).sum() > 1]
-    return {"disagreement": split(disagree, scale=100.0),
+    return {"disagreement": _by_pairing(100.0 * disagree, same),
             # pairs of two voters without an error have no ratio
-            "disagreement_over_error": split(disagree / mean_error.clamp_min(1e-12), valid=mean_error > 0),
-            "kl": split(kl),
+            "disagreement_over_error": _by_pairing(disagree / mean_error.clamp_min(1e-12), same,
+                                                   valid=mean_error > 0),
+            "kl": _by_pairing(kl, same),
             "mutual_information": {"all": _mutual_information(probabilities),
                                    "within_group": float(np.mean(within)) if within else None}}
+
+
+def _disagreement_rates(predicted: torch.Tensor, i: np.ndarray, j: np.ndarray) -> torch.Tensor:
+    """For each pair (i[k], j[k]) of voters, the share of rows on which they predict different classes."""
+    return (predicted[:, i] != predicted[:, j]).double().mean(0)
+
+
+def _same_group(groups: list[str], i: np.ndarray, j: np.ndarray) -> torch.Tensor:
+    names = np.array(groups)
+    return torch.from_numpy(names[i] == names[j])
+
+
+def _by_pairing(values: torch.Tensor, same: torch.Tensor, valid: torch.Tensor | None = None) -> dict[str, float | None]:
+    """Mean of a per-pair value over all pairs, pairs within a group and pairs across (None where no pair)."""
+    valid = torch.ones_like(same) if valid is None else valid
+
+    def mean(mask: torch.Tensor) -> float | None:
+        mask = mask & valid
+        return values[mask].mean().item() if mask.any() else None
+    return {"all": mean(torch.ones_like(same)), "within_group": mean(same), "across_groups": mean(~same)}
 
 
 def _mutual_information(probabilities: torch.Tensor) -> float:

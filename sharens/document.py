@@ -16,6 +16,7 @@ from sharens import analysis, health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
 from sharens.claims import CLAIMS, kind
+from sharens.ensemble import tap_of
 from sharens.metrics import METRICS
 from sharens.voting import VOTES
 
@@ -151,22 +152,12 @@ def _extras(table: Table, row: Row, ok: list[dict]) -> dict:
     return extras
 
 
-def _disagreement(heads: np.ndarray, names: list[str]) -> dict[str, float | None]:
-    """Share of test rows (%) on which two voters predict different classes, averaged over pairs of voters:
-    all pairs, pairs on the same tap, pairs on different taps."""
-    taps = np.array([name.split("/")[0] for name in names])
-    i, j = np.triu_indices(heads.shape[1], k=1)
-    rates = 100.0 * (heads[:, i] != heads[:, j]).mean(0)
-    same = taps[i] == taps[j]
-    return {"all": float(rates.mean()) if len(rates) else None,
-            "within_tap": float(rates[same].mean()) if same.any() else None,
-            "across_taps": float(rates[~same].mean()) if (~same).any() else None}
-
-
 def _diversity(ok: list[dict], outcomes: Outcomes | None) -> dict | None:
-    """Mean over seeds of the voters' pairwise disagreement, from the stored per-row predictions of every head."""
+    """Mean over seeds of the voters' pairwise disagreement (`analysis.disagreement`), from the stored per-row
+    predictions of every head: cells of any age have them, not all have an analysis."""
     found = [(r, outcomes.get(r)) for r in ok if outcomes and r.get("head_names")]
-    found = [_disagreement(a["heads"], r["head_names"]) for r, a in found if a is not None and "heads" in a]
+    found = [analysis.disagreement(torch.from_numpy(a["heads"]), [tap_of(name) for name in r["head_names"]])
+             for r, a in found if a is not None and "heads" in a]
     if not found or found[0]["all"] is None:
         return None
     return {key: (float(np.mean([d[key] for d in found])) if found[0][key] is not None else None)
@@ -177,7 +168,7 @@ def _per_tap(record: dict) -> dict[str, float]:
     """Mean test accuracy of the heads on each tap, in depth order."""
     by_tap: dict[str, list[float]] = {}
     for name, accuracy in zip(record["head_names"], record["head_accuracies"], strict=True):
-        by_tap.setdefault(name.split("/")[0], []).append(accuracy)
+        by_tap.setdefault(tap_of(name), []).append(accuracy)
     return {tap: float(np.mean(v)) for tap, v in by_tap.items()}
 
 

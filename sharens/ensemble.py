@@ -17,6 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def tap_of(head_name: str) -> str:
+    """The tap a head sits on, from its name (`<tap>/h<j>`); an ensemble member's name is its own group."""
+    return head_name.split("/")[0]
+
+
 class TappedBackbone(nn.Module):
     """A network whose `forward` returns {tap name: activation}, in depth order.
 
@@ -104,7 +109,7 @@ class SharingEnsemble(nn.Module):
         )
         weights = [tap_weights.get(t, 1.0) for t in taps for _ in range(heads_per_tap)]
         self.register_buffer("head_weights", torch.tensor(weights, dtype=torch.float32))
-        self.head_names = [f"{t}/h{j}" for t in taps for j in range(heads_per_tap)]
+        self.head_names = [f"{t}/h{j}" for t in taps for j in range(heads_per_tap)]  # see `tap_of`
 
     @classmethod
     def baseline(cls, backbone: TappedBackbone, num_classes: int) -> SharingEnsemble:

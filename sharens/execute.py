@@ -26,7 +26,7 @@ from sharens.backbones import CenteredImages, build_backbone
 from sharens.classic import build_classic
 from sharens.data import Dataset
 from sharens.diagnostics import first_layer_gradient_norm
-from sharens.ensemble import SharingEnsemble
+from sharens.ensemble import SharingEnsemble, tap_of
 from sharens.evaluation import describe_outcomes, evaluate_network, evaluate_predictions
 from sharens.flops import tap_flops
 from sharens.health import class_prior
@@ -362,7 +362,7 @@ def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, 
         record["vote_weights"] = weights.tolist()
     evaluated, outcomes = evaluate_network(logits, data.y_test, net.vote, weights)
     if len(runs) == 1:  # the heads of one network, grouped by tap
-        names, groups = model.head_names, [name.split("/")[0] for name in model.head_names]
+        names, groups = model.head_names, [tap_of(name) for name in model.head_names]
         prefix_flops = dict(zip(model.taps, costs, strict=True))
     else:  # one group per member or snapshot; a prefix is the first k of them
         voter = "snapshot" if net.snapshots else "member"

@@ -243,7 +243,7 @@ def _diversity_section(doc: dict) -> list[str]:
     if not rows:
         return []
     body = [[r["dataset"], r["model"], r.get("preset") or "", _pct(r["disagreement"]["all"]),
-             _pct(r["disagreement"]["within_tap"]), _pct(r["disagreement"]["across_taps"])] for r in rows]
+             _pct(r["disagreement"]["within_group"]), _pct(r["disagreement"]["across_groups"])] for r in rows]
     return ["## Do the voters disagree?", "",
             "Share of test rows (%) on which two voters predict different classes, averaged over pairs and seeds "
             "(from the stored per-row predictions of every head). Heads on one tap share all their features; an "
@@ -290,7 +290,6 @@ def _calibration_section(doc: dict) -> list[str]:
             r["dataset"], r["model"], r.get("preset") or "", a["cells"], _num(vote.get("temperature")),
             _before_after(vote, "ece"), _before_after(vote, "ace"), _before_after(vote, "nll", 3),
             _before_after(vote, "brier", 3),
-            "" if not div else " / ".join(_num(div["disagreement"][k]) for k in ("within_group", "across_groups")),
             "" if not div or not div.get("disagreement_over_error") else _num(div["disagreement_over_error"]["all"]),
             "" if not div else _num(div["kl"]["all"], 3), "" if not div else _num(div["mutual_information"]["all"], 3),
             *_at_half(a)])
@@ -298,15 +297,15 @@ def _calibration_section(doc: dict) -> list[str]:
             "Each row's own vote, mean over the seeds that recorded an analysis (cells from before it show none; "
             "`--force` reruns them, with the same accuracy). ECE and adaptive ECE (ACE) in %, NLL in nats: before → "
             "after temperature scaling, the temperature T fitted on the cell's held-out train rows (never the test "
-            "rows; a table whose protocol trains on every train row gets none). Disagreement: % of test rows on "
-            "which two voters differ, pairs within a tap (or ensemble member) / across; over error: the same "
-            "divided by the pair's mean error rate; KL: mean symmetric KL between two voters' class scores; MI: "
+            "rows; a table whose protocol trains on every train row gets none). Disagreement over error: the share "
+            "of test rows on which two voters differ (see 'Do the voters disagree?') divided by the pair's mean "
+            "error rate; KL: mean symmetric KL between two voters' class scores; MI: "
             "mutual information of the voters (entropy of their mean minus their mean entropy, nats). Anytime ½: "
             "accuracy of the soft vote of the heads up to the deepest tap (or first members) needing at most half "
             "of the forward FLOPs; exit ½: confidence-threshold early exit over those prefixes, the threshold chosen "
             "on the held-out rows as the most accurate there within half of the FLOPs.", "",
             tabulate(body, headers=["Data set", "Model", "Preset", "Seeds", "T", "ECE", "ACE", "NLL", "Brier",
-                                    "Disagree within / across", "Over error", "KL", "MI", "Anytime ½",
+                                    "Disagreement over error", "KL", "MI", "Anytime ½",
                                     "Exit ½"], tablefmt="github"), ""]
 
 

@@ -3,14 +3,24 @@
 import numpy as np
 import pytest
 
-from sharens.document import _disagreement
+from sharens.cells import Outcomes
+from sharens.document import _diversity
+from sharens.evaluation import outcomes_sha256
 
 
-def test_disagreement_within_and_across_taps():
+def _cell(key: str, heads: np.ndarray, names: list[str]) -> tuple[dict, dict]:
+    arrays = {"y": heads[:, 0], "predicted": heads[:, 0], "heads": heads}
+    return {"key": key, "head_names": names, "outcomes": {"sha256": outcomes_sha256(arrays)}}, arrays
+
+
+def test_disagreement_within_and_across_taps_from_stored_head_predictions():
     # 4 rows, heads L2/h0, L2/h1 (always agree) and L4/h0 (differs from both on 2 of 4 rows)
-    heads = np.array([[0, 0, 0], [1, 1, 0], [2, 2, 2], [3, 3, 1]])
-    d = _disagreement(heads, ["L2/h0", "L2/h1", "L4/h0"])
-    assert d["within_tap"] == 0.0 and d["across_taps"] == pytest.approx(50.0)
+    heads = np.array([[0, 0, 0], [1, 1, 0], [2, 2, 2], [3, 3, 1]], dtype=np.uint8)
+    se, se_arrays = _cell("se", heads, ["L2/h0", "L2/h1", "L4/h0"])
+    d = _diversity([se], Outcomes({"se": se_arrays}))
+    assert d["within_group"] == 0.0 and d["across_groups"] == pytest.approx(50.0)
     assert d["all"] == pytest.approx(100 / 3)
-    members = _disagreement(heads[:, :2], ["member0", "member1"])
-    assert members == {"all": 0.0, "within_tap": None, "across_taps": 0.0}
+    # an ensemble's members are groups of their own: every pair is across
+    ensemble, arrays = _cell("x2", heads[:, :2], ["member0", "member1"])
+    assert _diversity([ensemble], Outcomes({"x2": arrays})) == {"all": 0.0, "within_group": None,
+                                                                "across_groups": 0.0}
