@@ -203,14 +203,12 @@ def _profile_cost(table, profile: str, device: torch.device, data_root: Path | N
     from sharens.runner import run_table
 
     try:
-        whole = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
-                          execute=False, estimate=True, force=True)
-        now = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
+        run = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
                         execute=False, estimate=True)
     except DataError as exc:
         return f"unknown ({exc})"
-    return (f"at most {_duration(whole.bound_seconds)} for its {whole.planned} cells on {whole.device_name}, "
-            f"one at a time; {len(now.records)} stored, the rest about {_duration(now.estimated_seconds)}")
+    return (f"at most {_duration(run.plan_bound_seconds)} for its {run.planned} cells on {run.device_name}, "
+            f"one at a time; {len(run.records)} stored, the rest about {_duration(run.estimated_seconds)}")
 
 
 def cmd_download(args: argparse.Namespace) -> int:

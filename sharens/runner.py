@@ -30,6 +30,7 @@ class TableRun:
     # of the same pair ran them under a stopping rule) and at most (every epoch cap reached)
     estimated_seconds: float | None = None
     bound_seconds: float | None = None
+    plan_bound_seconds: float | None = None  # the same bound for every cell of the plan, stored or not
     device_name: str | None = None  # what the estimate is for
     older: list[dict] = field(default_factory=list)  # committed cells from before keys, in no rerun slot
 
@@ -144,7 +145,9 @@ def run_table(
             costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
             used = epochs_used(finished)
-            run.bound_seconds = sum(costs.seconds(spec, data.for_spec(spec)) for spec, _ in todo)
+            bound = {key: costs.seconds(spec, data.for_spec(spec)) for spec, key in keyed}
+            run.bound_seconds = sum(bound[key] for _, key in todo)
+            run.plan_bound_seconds = sum(bound.values())
             run.estimated_seconds = sum(
                 costs.seconds(spec, data.for_spec(spec), _expected_epochs(spec, used)) for spec, _ in todo)
             run.device_name = costs.device_name

@@ -20,6 +20,7 @@ def test_the_cost_model_measures_each_model_once_and_keeps_it(data_root, tmp_pat
     table = get_table("table5_semg")
     run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
     assert run.estimated_seconds > 0 and run.bound_seconds == run.estimated_seconds  # nothing finished yet
+    assert run.plan_bound_seconds == run.bound_seconds  # nothing stored: the whole plan is still to run
     assert "thread" in run.device_name and (cache_dir() / "costs.json").exists()
 
     def measured_again(*args):
@@ -29,6 +30,9 @@ def test_the_cost_model_measures_each_model_once_and_keeps_it(data_root, tmp_pat
     monkeypatch.setattr(costs, "_classic_seconds", measured_again)
     again = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
     assert again.estimated_seconds == run.estimated_seconds
+    one_row = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True,
+                        rows=["DNN"])
+    assert one_row.plan_bound_seconds == run.plan_bound_seconds > one_row.bound_seconds > 0
 
 
 def test_a_cells_estimate_grows_with_its_epochs_and_members(data_root, tmp_path):
