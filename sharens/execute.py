@@ -200,15 +200,20 @@ def _gradient_probe(net: NetworkSpec, model: SharingEnsemble, x: torch.Tensor, y
     return lambda: first_layer_gradient_norm(copy.deepcopy(model), x[: net.batch_size], y[: net.batch_size])
 
 
+def _fit_options(net: NetworkSpec, **changes) -> dict:
+    """How the spec says to train, as `train` and `train_members` take it (`changes` override)."""
+    return {"preset": Preset(**net.optimizer), "epochs": net.epochs, "batch_size": net.batch_size,
+            "augment": get_augmentation(net.augment), "speed": Speed(**net.speed), "patience": net.patience,
+            "stop_on": net.stop_on} | changes
+
+
 def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
                seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> Trained:
     model = _seeded_model(net, x, num_classes, seed)
     speed = Speed(**net.speed)
     probe = _gradient_probe(net, model, x, y)
     norms = {"init": probe(), "head_weight": float(model.head_weights.sum())} if probe else None
-    result = train(model, x, y, preset=Preset(**net.optimizer), epochs=net.epochs, batch_size=net.batch_size,
-                   seed=seed, desc=desc, augment=get_augmentation(net.augment), speed=speed,
-                   heldout=heldout, patience=net.patience, stop_on=net.stop_on)
+    result = train(model, x, y, **_fit_options(net), seed=seed, desc=desc, heldout=heldout)
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = probe()
     return Trained(model, result, *_test_logits(model, x_test, speed),
@@ -228,12 +233,9 @@ def _train_batched(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: t
     norms = [{"init": probe(), "head_weight": float(model.head_weights.sum())} if probe else None
              for model, probe in zip(models, probes, strict=True)]
     watch = splits[0].held is not None
-    results = train_members(models, x, y, seeds=[seed for seed, _ in members], preset=Preset(**net.optimizer),
-                            epochs=net.epochs, batch_size=net.batch_size, desc=desc,
-                            augment=get_augmentation(net.augment), speed=speed,
+    results = train_members(models, x, y, **_fit_options(net), seeds=[seed for seed, _ in members], desc=desc,
                             rows=torch.stack([split.fit for _, split in members]),
-                            heldout_rows=torch.stack([split.held for _, split in members]) if watch else None,
-                            patience=net.patience, stop_on=net.stop_on)
+                            heldout_rows=torch.stack([split.held for _, split in members]) if watch else None)
     runs = []
     for model, result, probe, norm, (_, split) in zip(models, results, probes, norms, members, strict=True):
         if norm is not None and result.diverged_at_step is None:
@@ -253,9 +255,8 @@ def _train_snapshots(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test:
     speed, cycle_epochs = Speed(**net.speed), net.epochs // net.snapshots
     snapshots = []
     for cycle in range(net.snapshots):
-        result = train(model, x, y, preset=Preset(**net.optimizer), epochs=cycle_epochs, batch_size=net.batch_size,
-                       seed=seed + 1000 * cycle, desc=f"{desc} cycle {cycle + 1}", speed=speed, heldout=heldout,
-                       augment=get_augmentation(net.augment), stop_on=net.stop_on)
+        result = train(model, x, y, **_fit_options(net, epochs=cycle_epochs),  # the plan gives cycles no patience
+                       seed=seed + 1000 * cycle, desc=f"{desc} cycle {cycle + 1}", heldout=heldout)
         snapshots.append(Trained(model, result, *_test_logits(model, x_test, speed),
                                  _heldout_logits(model, None if heldout is None else heldout[0], speed)))
         if result.diverged_at_step is not None:
