@@ -24,7 +24,26 @@ def _flat(input_shape: Sequence[int]) -> int:
     return math.prod(input_shape)
 
 
-class PyramidDNN(TappedBackbone):
+class _LayerStack(TappedBackbone):
+    """Layers applied in turn to the input (flattened, unless `_inputs` says otherwise); the output of layer i is
+    tap `L<i>` if `tap_features` names it."""
+
+    layers: nn.ModuleList
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        taps = {}
+        x = self._inputs(x)
+        for i, layer in enumerate(self.layers, start=1):
+            x = layer(x)
+            if f"L{i}" in self.tap_features:
+                taps[f"L{i}"] = x
+        return taps
+
+
+class PyramidDNN(_LayerStack):
     """Fully connected layers, each FC -> batch norm -> leaky ReLU (paper section 1).
 
     The input is flattened. Taps after every `tap_every`-th layer, and always after the last one.
@@ -35,27 +54,16 @@ class PyramidDNN(TappedBackbone):
         in_features = _flat(input_shape)
         self.layers = nn.ModuleList()
         self.tap_features = {}
-        self._tap_after = set()
         for i, width in enumerate(widths, start=1):
             self.layers.append(
                 nn.Sequential(nn.Linear(in_features, width), nn.BatchNorm1d(width), nn.LeakyReLU())
             )
             if i % tap_every == 0 or i == len(widths):
                 self.tap_features[f"L{i}"] = width
-                self._tap_after.add(i)
             in_features = width
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        taps = {}
-        x = x.flatten(1)
-        for i, layer in enumerate(self.layers, start=1):
-            x = layer(x)
-            if i in self._tap_after:
-                taps[f"L{i}"] = x
-        return taps
 
-
-class MLP(TappedBackbone):
+class MLP(_LayerStack):
     """The gcForest paper's MLP baselines: FC -> ReLU layers (e.g. 70-50), a tap after each."""
 
     def __init__(self, input_shape: Sequence[int], widths: Sequence[int]):
@@ -67,14 +75,6 @@ class MLP(TappedBackbone):
             self.layers.append(nn.Sequential(nn.Linear(in_features, width), nn.ReLU()))
             self.tap_features[f"L{i}"] = width
             in_features = width
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        taps = {}
-        x = x.flatten(1)
-        for i, layer in enumerate(self.layers, start=1):
-            x = layer(x)
-            taps[f"L{i}"] = x
-        return taps
 
 
 class DeepLSTM(TappedBackbone):
@@ -142,7 +142,7 @@ def _xavier_tanh(layers: nn.Module, activation: str) -> str:
 INITS = {"default": _default_init, "xavier_tanh": _xavier_tanh}
 
 
-class ConvNet(TappedBackbone):
+class ConvNet(_LayerStack):
     """Convolutions (kernel 3, "same" padding) -> batch norm -> leaky ReLU; stride 2 instead of pooling.
 
     `layers` is a list of (channels, stride), one per layer; taps after every
@@ -175,7 +175,6 @@ class ConvNet(TappedBackbone):
         self.in_shape = shape
         self.layers = nn.ModuleList()
         self.tap_features = {}
-        self._tap_after = set()
         channels, size = shape[0], list(shape[1:])
         for i, (width, stride) in enumerate(layers, start=1):
             block = [conv(channels, width, 3, stride=stride, padding=1, bias=not batch_norm)]
@@ -184,20 +183,12 @@ class ConvNet(TappedBackbone):
             channels, size = width, [(s - 1) // stride + 1 for s in size]
             if i % tap_every == 0 or i == len(layers):
                 self.tap_features[f"L{i}"] = width * math.prod(size)
-                self._tap_after.add(i)
         self.init = INITS[init](self.layers, activation)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         if self.embedding is not None:
-            x = self.embedding(x).transpose(1, 2)  # (batch, embed, tokens)
-        else:
-            x = x.reshape(-1, *self.in_shape)
-        taps = {}
-        for i, layer in enumerate(self.layers, start=1):
-            x = layer(x)
-            if i in self._tap_after:
-                taps[f"L{i}"] = x
-        return taps
+            return self.embedding(x).transpose(1, 2)  # (batch, embed, tokens)
+        return x.reshape(-1, *self.in_shape)
 
 
 class _ResidualPair(nn.Module):

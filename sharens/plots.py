@@ -32,11 +32,7 @@ def accuracy_figure(doc: dict, path: Path) -> Path:
         paper = [r["paper"] for r in rows if r["paper"] is not None]
         low = min(measured + paper, default=0)
         ax.set_xlim(max(0, low - 5), min(100, max(measured + paper, default=100) + 2))
-    fig.suptitle(f"{doc['title']} — bars: ours (dots: seeds), ticks: paper", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"{doc['title']} — bars: ours (dots: seeds), ticks: paper", dpi=110)
 
 
 SWEEP_SUFFIX = {"baseline": "", "se": " +SE", "dsn": " DSN"}
@@ -77,11 +73,8 @@ def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
             ax.set_yscale(scale)
             ax.set_title(f"preset {preset}")
             ax.legend(fontsize=8)
-        fig.suptitle(f"{doc['title']} ({doc['profile']} profile)", fontsize=10)
-        fig.tight_layout()
-        path = stem.with_name(f"{stem.name}_{name}_vs_depth.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        path = _save(fig, stem.with_name(f"{stem.name}_{name}_vs_depth.png"),
+                     f"{doc['title']} ({doc['profile']} profile)", dpi=110)
         out.append((path, f"{ylabel} vs depth"))
     return out
 
@@ -115,10 +108,7 @@ def loss_curves(doc: dict, path: Path, limit: int = 12) -> Path | None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss per head")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 COST_VARIANTS = {"baseline": "o", "se": "*", "se_weighted": "P", "dsn": "s", "snapshot": "D", "independent": "^"}
@@ -152,12 +142,8 @@ def cost_figure(doc: dict, path: Path) -> Path | None:
     handles = [plt.Line2D([], [], linestyle="", marker=m, color="gray", label=v) for v, m in COST_VARIANTS.items()]
     handles += [plt.Line2D([], [], linestyle="", marker="o", color=f"C{i}", label=p) for i, p in enumerate(pairs)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{doc['title']}: accuracy against training cost, parameters and FLOPs (means over seeds)",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, f"{doc['title']}: accuracy against training cost, parameters and FLOPs (means over "
+                 "seeds)", rect=(0, 0.04, 1, 1))  # room for the legend below
 
 
 ANALYSED_VARIANTS = ("baseline", "se", "dsn", "snapshot", "independent")
@@ -166,6 +152,25 @@ ANALYSED_VARIANTS = ("baseline", "se", "dsn", "snapshot", "independent")
 def _analysis_panels(doc: dict, need: str) -> tuple[list[dict], list[tuple]]:
     rows = [r for r in doc["rows"] if r["variant"] in ANALYSED_VARIANTS and (r.get("analysis") or {}).get(need)]
     return rows, list(dict.fromkeys((r["dataset"], r["preset"], r["pair"]) for r in rows))
+
+
+def _save(fig, path: Path, title: str | None = None, dpi: int = 90,
+          rect: tuple[float, float, float, float] = (0, 0, 1, 1)) -> Path:
+    """Title, lay out, write and close a figure."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def _label_panel(ax, panel: tuple, xlabel: str, ylabel: str) -> None:
+    """Axis labels, the panel's (data set, preset, pair) as its title, and a small legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(" / ".join(str(p) for p in panel), fontsize=8)
+    ax.legend(fontsize=6)
 
 
 def _grid(count: int, width: float = 4.2, height: float = 3.8):
@@ -197,15 +202,8 @@ def reliability_figure(doc: dict, path: Path) -> Path | None:
                 ax.plot([bins["confidence"][i] / bins["rows"][i] for i in kept],
                         [bins["correct"][i] / bins["rows"][i] for i in kept], style, marker=".", color=color,
                         label=f"{r['variant']} ({when} T)" if when == "after" else r["variant"])
-        ax.set_xlabel("confidence (top class score)")
-        ax.set_ylabel("accuracy")
-        ax.set_title(" / ".join(str(p) for p in panel), fontsize=8)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"{doc['title']}: reliability of each row's vote (dashed: after temperature scaling)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        _label_panel(ax, panel, "confidence (top class score)", "accuracy")
+    return _save(fig, path, f"{doc['title']}: reliability of each row's vote (dashed: after temperature scaling)")
 
 
 def anytime_figure(doc: dict, path: Path) -> Path | None:
@@ -235,12 +233,5 @@ def anytime_figure(doc: dict, path: Path) -> Path | None:
         if base and base.get("flops_per_sample") and base["accuracy"] and base["accuracy"]["mean"] is not None:
             ax.plot(base["flops_per_sample"], base["accuracy"]["mean"], "ks", label="baseline")
         ax.set_xscale("log")
-        ax.set_xlabel("forward FLOPs per sample (log)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(" / ".join(str(p) for p in panel), fontsize=8)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"{doc['title']}: anytime accuracy and early exit against compute", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        _label_panel(ax, panel, "forward FLOPs per sample (log)", "test accuracy (%)")
+    return _save(fig, path, f"{doc['title']}: anytime accuracy and early exit against compute")
