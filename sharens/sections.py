@@ -71,7 +71,7 @@ def _claims_section(doc: dict) -> list[str]:
     for claim_kind in CLAIMS.values():
         found = [c for c in doc["claims"] if claims.kind(c) is claim_kind]
         if found:
-            lines += _claim_section(claim_kind, found)
+            lines += _one_claim(claim_kind, found)
     return lines
 
 
@@ -86,7 +86,7 @@ def _times(x: float | None) -> str:
     return pct(x) + "x" if x else ""
 
 
-def _claim_section(claim_kind, found: list[dict]) -> list[str]:
+def _one_claim(claim_kind, found: list[dict]) -> list[str]:
     against = claim_kind.against
     methods = sorted({c["gain"].get("method") for c in found if c["gain"].get("method")})
     name = claim_kind.short

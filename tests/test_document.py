@@ -24,3 +24,11 @@ def test_disagreement_within_and_across_taps_from_stored_head_predictions():
     ensemble, arrays = _cell("x2", heads[:, :2], ["member0", "member1"])
     assert _diversity([ensemble], Outcomes({"x2": arrays})) == {"all": 0.0, "within_group": None,
                                                                 "across_groups": 0.0}
+
+
+def test_every_report_section_is_in_the_report():
+    """A section function left out of `SECTIONS` would never be rendered."""
+    from sharens import sections
+
+    defined = {f for name, f in vars(sections).items() if name.endswith("_section") and callable(f)}
+    assert defined == set(sections.SECTIONS) and len(sections.SECTIONS) == len(defined)
