@@ -15,6 +15,11 @@ The rules, stated in every report (`RULES`):
   or the training-loss stopping rule, the training loss still falling by more than `STILL_FALLING` of its final
   value over the last `TAIL` of the epochs while training accuracy is below
   `FIT_ACCURACY` (a net that fits its training set is done, whatever its loss does).
+  A snapshot ensemble is one run on a cyclic schedule, judged as one: every cycle's loss falls steeply at its
+  end by design (the rate anneals to zero), so its curve cannot say whether more training would help. It is
+  under-trained when its held-out loss is still at its best at the end of the last cycle; without a held-out
+  curve, when its snapshots' end-of-cycle training losses still fall as the rule above says (one point per
+  snapshot).
 Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict, and so does one
 resting on a network cell of an older run that recorded no training curve (`health not recorded`): its
 convergence cannot be checked, so no verdict may rest on it.
@@ -44,7 +49,9 @@ RULES = (
     "reached with the held-out loss still at its best; with fixed epochs or the training-loss rule, the training "
     "loss still falling by "
     f"more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the epochs while training accuracy is below "
-    f"{FIT_ACCURACY:g}%); a row or claim resting on such a cell gets that status, not a verdict (as does a "
+    f"{FIT_ACCURACY:g}%; a snapshot ensemble's cyclic run, as one: its held-out loss still at its best at the end "
+    "of the last cycle, or without a held-out curve its end-of-cycle training losses still falling so); a row or "
+    "claim resting on such a cell gets that status, not a verdict (as does a "
     "network cell of an older run without a training curve: `health not recorded`); with a held-out rule, "
     "health is judged at the kept epoch"
 )
@@ -66,12 +73,15 @@ def judge_cell(record: dict) -> dict:
         return record["health"]
     if record.get("variant") == "classic":
         return {"status": OK, "evidence": "a scikit-learn fit (no training curve to judge)"}
+    if record.get("variant") == "snapshot":  # its cycles are one run: judge the joined curve
+        return judge(record, cycle_ends=[len(c["epoch_loss"]) for c in record.get("member_curves") or []])
     judged = [judge({**record, **curves}) for curves in record.get("member_curves") or [{}]]
     return min(judged, key=lambda v: [DIVERGED, COLLAPSED, UNDER_TRAINED, NOT_RECORDED, OK].index(v["status"]))
 
 
-def judge(record: dict) -> dict:
-    """{status, evidence} of one trained network's record."""
+def judge(record: dict, cycle_ends: list[int] | None = None) -> dict:
+    """{status, evidence} of one trained network's record; `cycle_ends`: the epochs per cycle of a run on a
+    cyclic schedule (a snapshot ensemble), judged by its held-out loss or its end-of-cycle losses."""
     if record.get("status") == DIVERGED:
         return {"status": DIVERGED,
                 "evidence": f"loss not finite or exploding at step {record.get('diverged_at_step')}"}
@@ -94,11 +104,18 @@ def judge(record: dict) -> dict:
         if record.get("stopped") == "epochs" and kept == len(record["epoch_loss"]):
             return {"status": UNDER_TRAINED, "evidence": f"held-out loss still improving at the epoch cap "
                     f"({len(losses)} epochs)"}
+    elif cycle_ends and record.get("heldout_loss"):
+        held = record["heldout_loss"]
+        if int(np.argmin(held)) == len(held) - 1:
+            return {"status": UNDER_TRAINED, "evidence": f"held-out loss still at its best ({held[-1]:.3f}) at the "
+                    f"end of the last of {len(cycle_ends)} cycles"}
     else:
-        tail = max(1, math.ceil(TAIL * len(losses)))
-        falling = (losses[-1 - tail] - final_loss) / max(final_loss, 1e-12)
+        ends = np.cumsum(cycle_ends) - 1 if cycle_ends else np.arange(len(losses))
+        points, unit = [losses[e] for e in ends], "cycles' ends" if cycle_ends else "epochs"
+        tail = max(1, math.ceil(TAIL * len(points)))
+        falling = (points[-1 - tail] - final_loss) / max(final_loss, 1e-12) if len(points) > tail else 0.0
         if falling > STILL_FALLING and final_accuracy < FIT_ACCURACY:
             return {"status": UNDER_TRAINED, "evidence": f"training loss fell {falling:.0%} over the last {tail} "
-                    f"of {len(losses)} epochs (to {final_loss:.3f}); training accuracy {final_accuracy:.1f}%"}
+                    f"of {len(points)} {unit} (to {final_loss:.3f}); training accuracy {final_accuracy:.1f}%"}
     return {"status": OK, "evidence": f"final training loss {final_loss:.3f}, accuracy {final_accuracy:.1f}% "
             f"after {len(losses)} epochs" + (f" (stopped: {record['stopped']})" if record.get("stopped") else "")}

@@ -52,6 +52,29 @@ def test_an_ensemble_is_as_fit_as_its_worst_member():
     assert health.judge_cell(record)["status"] == health.COLLAPSED
 
 
+def _snapshots(cycles: list[list[float]], held: list[float] | None = None) -> dict:
+    """A snapshot ensemble's record: cosine cycles, each loss falling steeply at its end, joined into one run."""
+    curves = [{"epoch_loss": c, "epoch_train_accuracy": [80.0] * len(c)} for c in cycles]
+    joined = [v for c in cycles for v in c]
+    return {**_record(joined, [80.0] * len(joined), heldout_loss=held or []), "variant": "snapshot",
+            "member_curves": curves}
+
+
+def test_a_snapshot_ensemble_is_judged_as_one_cyclic_run():
+    """Every cycle ends in a steep fall (the rate anneals), which the training-loss rule would read as
+    under-training; the run is judged by its held-out loss, or by its snapshots' end-of-cycle losses."""
+    cycles = [[0.9, 0.8, 0.5], [0.6, 0.55, 0.35], [0.45, 0.42, 0.34]]  # each falls >10% in its last epoch
+    assert health.judge(_record(cycles[0], [80.0] * 3))["status"] == health.UNDER_TRAINED  # alone: falling
+    rising = [0.8, 0.7, 0.6, 0.62, 0.65, 0.66, 0.7, 0.72, 0.75]  # best after cycle 2: trained past its best
+    assert health.judge_cell(_snapshots(cycles, rising))["status"] == health.OK
+    improving = health.judge_cell(_snapshots(cycles, [0.8 - 0.05 * i for i in range(9)]))
+    assert improving["status"] == health.UNDER_TRAINED and "end of the last of 3 cycles" in improving["evidence"]
+    # no held-out curve: the end-of-cycle losses 0.5, 0.35, 0.34 have levelled off; 0.5, 0.35, 0.2 have not
+    assert health.judge_cell(_snapshots(cycles))["status"] == health.OK
+    still = health.judge_cell(_snapshots([*cycles[:2], [0.45, 0.3, 0.2]]))
+    assert still["status"] == health.UNDER_TRAINED and "cycles' ends" in still["evidence"]
+
+
 def test_the_budget_rule_stops_on_held_out_loss_and_keeps_the_best_epoch():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
