@@ -42,16 +42,15 @@ def room_per_call(folder: Path) -> int:
     would travel with every call."""
     repo = folder.parent.resolve()
     repo.mkdir(parents=True, exist_ok=True)
-    git = ["git", "-C", str(repo)]
-    if subprocess.run(git + ["rev-parse"], capture_output=True).returncode != 0:
+    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if found.returncode != 0:
         raise DataError(f"{repo} is not in a git checkout: stage into a folder of the checkout the lease sends")
-    if subprocess.run(git + ["check-ignore", "-q", f"{folder.name}/"]).returncode != 0:
+    if subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", f"{folder.name}/"]).returncode != 0:
         raise DataError(f"{folder} is not git-ignored, so its chunks would travel with every call: add "
                         f"'{folder.name}/' to .gitignore or .git/info/exclude")
-    listed = subprocess.run(git + ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--full-name"],
+    top = Path(found.stdout.strip())  # the whole checkout travels, not only the folder staged into
+    listed = subprocess.run(["git", "-C", str(top), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                             capture_output=True, check=True).stdout
-    top = Path(subprocess.run(git + ["rev-parse", "--show-toplevel"], capture_output=True, text=True,
-                              check=True).stdout.strip())
     travelling = sum(path.stat().st_size for name in listed.split(b"\0") if name
                      and (path := top / name.decode()).is_file() and not path.is_symlink())
     return CALL_BYTES - travelling - MARGIN_BYTES
