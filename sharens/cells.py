@@ -8,7 +8,11 @@ that finished, an .npz of its per-row outcomes; both are written atomically,
 the outcomes first, so a record on disk always has its outcomes beside it.
 
 A table's report packs the outcomes of its cells into one `<table>.outcomes.npz`
-beside `<table>.json`, keyed by cell key, so committed results carry them.
+beside `<table>.json`, keyed by cell key, so committed results carry them. The
+pack leaves out a cell's float16 class probabilities (most of its bytes) once
+its record holds every registered metric, since only a metric the cell did not
+record is computed from them; such an entry carries a seal (the record's
+checksum and that of the arrays kept) in place of the full checksum.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import numpy as np
 
 from sharens.atomic import atomic_path, write_json
 from sharens.evaluation import EVALUATION_SCHEMA, outcomes_sha256
+from sharens.metrics import METRICS
 from sharens.plan import CellSpec
+
+SEAL = "_seal"  # beside outcomes that left some of the record's arrays out: (record's sha256, the kept arrays')
 
 
 def cell_key(spec: CellSpec, data_identity: dict) -> str:
@@ -86,7 +93,7 @@ class CellStore:
             outcomes = packed.get(record) if "outcomes" in record else {}
             if outcomes is None:  # its outcomes were not committed: the cell is recomputed
                 continue
-            self.save(spec, record["key"], record, outcomes)
+            self.save(spec, record["key"], record, _sealed(record, outcomes) if outcomes else outcomes)
         return [record for record in doc.get("cells", []) if "key" not in record]
 
     @staticmethod
@@ -132,19 +139,39 @@ class Outcomes:
         return cls(by_key)
 
     def get(self, record: dict) -> dict[str, np.ndarray] | None:
-        arrays = self.by_key.get(record.get("key"))
-        if arrays is None or "outcomes" not in record:
+        found = self.by_key.get(record.get("key"))
+        if found is None or "outcomes" not in record:
             return None
-        if outcomes_sha256(arrays) != record["outcomes"]["sha256"]:
+        arrays = {name: a for name, a in found.items() if name != SEAL}
+        expected, actual = record["outcomes"]["sha256"], outcomes_sha256(arrays)
+        if (SEAL in found and found[SEAL].tolist() != [expected, actual]) or (SEAL not in found and actual != expected):
             raise ValueError(f"the stored outcomes of cell {record['key']} ({record['model']}, seed "
                              f"{record['seed']}) do not match their checksum; rerun the cell with --force")
         return arrays
 
     def pack(self, records: list[dict], path: Path) -> Path | None:
-        """Write the outcomes of `records` into one .npz (keyed `<cell key>/<array>`); None if they have none."""
-        arrays = {f"{r['key']}/{name}": a for r in records if (found := self.get(r)) for name, a in found.items()}
+        """Write the outcomes of `records` into one .npz (keyed `<cell key>/<array>`); None if they have none.
+        A cell's probabilities go in only if its record lacks a registered metric (computed from them)."""
+        arrays = {f"{r['key']}/{name}": a for r in records if (found := self.get(r))
+                  for name, a in _sealed(r, _needed(r, found)).items()}
         if not arrays:
             path.unlink(missing_ok=True)
             return None
         _save_npz(path, arrays)
         return path
+
+
+def _needed(record: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays a report may still need: the probabilities only while the record lacks a registered metric."""
+    recorded = record.get("metrics") or {}
+    if all(recorded.get(name) is not None for name in METRICS):
+        return {name: a for name, a in arrays.items() if name != "probabilities"}
+    return arrays
+
+
+def _sealed(record: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`arrays` as kept on disk: sealed when some of the record's arrays are left out, so a reader can tell
+    that these are the cell's (its record's checksum) and intact (their own)."""
+    if set(arrays) == set(record["outcomes"]["arrays"]):
+        return arrays
+    return {**arrays, SEAL: np.array([record["outcomes"]["sha256"], outcomes_sha256(arrays)])}

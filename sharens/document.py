@@ -80,7 +80,7 @@ def _unhealthy(records: list[dict]) -> dict | None:
     if not bad:
         return None
     (first, judgement), status = bad[0], bad[0][1]["status"]
-    label = f"{status} (budget)" if status == health.UNDER_TRAINED else status
+    label = f"{status} ({judgement.get('cause', health.BUDGET)})" if status == health.UNDER_TRAINED else status
     return {"status": label, "cells": len(bad), "of": len(records),
             "evidence": f"{first['model']} seed {first['seed']}: {judgement['evidence']}"}
 

@@ -9,7 +9,8 @@ The rules, stated in every report (`RULES`):
   (what a network that learned nothing but the class frequencies scores).
 - `under-trained`: fewer than `MIN_EPOCHS` epochs (too few to see convergence;
   with a held-out stopping rule, the kept epoch counts, so a rule that keeps
-  epoch 1 or 2 leaves the cell under-trained);
+  epoch 1 or 2 leaves the cell under-trained, by an early stop rather than
+  our epoch budget: the label names that cause);
   with a held-out stopping rule, one that ran out of epochs while its held-out
   loss was still at its best (the best epoch is the last); with fixed epochs
   or the training-loss stopping rule, the training loss still falling by more than `STILL_FALLING` of its final
@@ -35,6 +36,8 @@ from sharens.training import FIT_ACCURACY
 
 OK, DIVERGED, COLLAPSED, UNDER_TRAINED = "ok", "diverged", "collapsed", "under-trained"
 NOT_RECORDED = "health not recorded"  # a network cell of an older run, which kept no training curve
+# why a cell is under-trained: our epoch budget ran out (the default), or a held-out rule kept an epoch too early
+BUDGET, EARLY_STOP = "budget", "early stop"
 COLLAPSE_MARGIN = 1.0  # points of training accuracy above the majority-class rate
 COLLAPSE_ENTROPY_GAP = 0.02  # a loss this close to the prior's entropy carries no information beyond it
 MIN_EPOCHS = 3
@@ -51,7 +54,8 @@ RULES = (
     f"more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the epochs while training accuracy is below "
     f"{FIT_ACCURACY:g}%; a snapshot ensemble's cyclic run, as one: its held-out loss still at its best at the end "
     "of the last cycle, or without a held-out curve its end-of-cycle training losses still falling so); a row or "
-    "claim resting on such a cell gets that status, not a verdict (as does a "
+    "claim resting on such a cell gets that status, not a verdict, labelled `(budget)` where our epochs ran out and "
+    "`(early stop)` where a held-out rule kept epoch 1 or 2 (as does a "
     "network cell of an older run without a training curve: `health not recorded`); with a held-out rule, "
     "health is judged at the kept epoch"
 )
@@ -98,8 +102,11 @@ def judge(record: dict, cycle_ends: list[int] | None = None) -> dict:
         return {"status": COLLAPSED, "evidence": f"final training accuracy {final_accuracy:.1f}% (majority class "
                 f"{majority:.1f}%), loss per head {final_loss:.3f} (prior entropy {entropy:.3f})"}
     if len(losses) < MIN_EPOCHS:
-        why = f"the held-out rule kept epoch {kept}" if kept else f"{len(losses)} epoch(s)"
-        return {"status": UNDER_TRAINED, "evidence": f"{why}: too few to see convergence"}
+        if kept:  # not our epoch budget: the rule stopped a run that over-fits its held-out slice from the start
+            return {"status": UNDER_TRAINED, "cause": EARLY_STOP,
+                    "evidence": f"the held-out rule kept epoch {kept} of {len(record['epoch_loss'])}: too few to see "
+                                "convergence"}
+        return {"status": UNDER_TRAINED, "evidence": f"{len(losses)} epoch(s): too few to see convergence"}
     if heldout_rule:  # a held-out stopping rule chose the epochs: judge it, not the training loss
         if record.get("stopped") == "epochs" and kept == len(record["epoch_loss"]):
             return {"status": UNDER_TRAINED, "evidence": f"held-out loss still improving at the epoch cap "

@@ -196,9 +196,18 @@ def test_a_held_out_rule_that_keeps_an_early_epoch_leaves_the_cell_under_trained
     """Judged at the epoch whose weights were kept: a rule that keeps epoch 1 of 11 gives no converged model."""
     curve = [0.9, 0.6, 0.5, 0.45, 0.42, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35]
     early = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=1, stopped="converged"))
-    assert early["status"] == health.UNDER_TRAINED and "kept epoch 1" in early["evidence"]
+    assert early["status"] == health.UNDER_TRAINED and "kept epoch 1 of 11" in early["evidence"]
     later = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=5, stopped="converged"))
     assert later["status"] == health.OK
+
+
+def test_under_training_names_its_cause_the_epoch_budget_or_an_early_stop():
+    """`(budget)` says our epochs ran out; a held-out rule that kept epoch 1 was not short of epochs."""
+    cell = {"model": "DNN", "seed": 0, "variant": "baseline", "patience": 2, "stopped": "converged"}
+    early = {**_record([0.3, 0.2, 0.1], [85, 95, 98], best_epoch=1), **cell}
+    short = {**_record([0.3], [85]), **cell, "patience": None, "stopped": "epochs"}
+    assert document._unhealthy([early])["status"] == "under-trained (early stop)"
+    assert document._unhealthy([short])["status"] == "under-trained (budget)"
 
 
 def test_every_registered_claim_is_judged_in_one_holm_family_and_only_the_papers_is_reproduced():

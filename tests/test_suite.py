@@ -18,7 +18,7 @@ import sharens.data as data
 from benchmarks import get_table
 from sharens import document, metrics, training, voting
 from sharens.analysis import MIN_FIT_ROWS
-from sharens.cells import Outcomes
+from sharens.cells import CellStore, Outcomes
 from sharens.cli import main
 from sharens.data import files
 from sharens.plan import plan
@@ -89,23 +89,36 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
 
 
 @pytest.mark.parametrize("table_id", TABLES)
-def test_every_finished_cell_keeps_its_test_rows(smoke_out, table_id):
-    """The packed outcomes hold, per test row, the label, the prediction and (networks) every head's class and
-    the vote's probabilities; each cell's arrays match the checksum in its record and its recorded accuracy."""
+def test_every_finished_cell_keeps_its_test_rows(smoke_out, table_id, tmp_path):
+    """The cell store holds, per test row, the label, the prediction and (networks) every head's class and the
+    vote's float16 probabilities; the pack holds the same but the probabilities of a cell that recorded every
+    metric (nothing is computed from them then). Each cell's arrays match its record's checksum (a packed entry
+    that left some out, by its seal) and its recorded accuracy."""
     doc = json.loads((smoke_out / f"{table_id}.json").read_text())
-    outcomes = Outcomes.from_pack(smoke_out / f"{table_id}.outcomes.npz")
-    for cell in (c for c in doc["cells"] if c["status"] == "ok"):
-        arrays = outcomes.get(cell)
+    stored = Outcomes.from_store(CellStore(smoke_out, table_id, "smoke"), doc["cells"])
+    packed = Outcomes.from_pack(smoke_out / f"{table_id}.outcomes.npz")
+    finished = [c for c in doc["cells"] if c["status"] == "ok"]
+    for cell in finished:
+        arrays, full = packed.get(cell), stored.get(cell)
         assert arrays is not None and len(arrays["y"]) == cell["n_test"] == cell["outcomes"]["rows"]
         assert 100 * np.mean(arrays["predicted"] == arrays["y"]) == pytest.approx(cell["accuracy"])
+        assert all(np.array_equal(a, full[name]) for name, a in arrays.items())
         if cell["variant"] != "classic":
             assert arrays["heads"].shape == (cell["n_test"], len(cell["head_names"]))
-            assert arrays["probabilities"].dtype == np.float16
-            assert np.allclose(arrays["probabilities"].astype(float).sum(1), 1, atol=1e-2)
-    cell = next(c for c in doc["cells"] if c["status"] == "ok")
-    outcomes.by_key[cell["key"]]["y"] = outcomes.by_key[cell["key"]]["y"][::-1].copy()  # tampered with
+            assert full["probabilities"].dtype == np.float16 and "probabilities" not in arrays
+            assert np.allclose(full["probabilities"].astype(float).sum(1), 1, atol=1e-2)
+    network = next(c for c in finished if c["variant"] != "classic")
+    lacking = {**network, "metrics": {"accuracy": network["accuracy"]}}  # a cell from before most metrics
+    stored.pack([lacking], tmp_path / "pack.npz")
+    assert "probabilities" in Outcomes.from_pack(tmp_path / "pack.npz").get(lacking)
+    entries = packed.by_key
+    entries[network["key"]]["y"] = entries[network["key"]]["y"][::-1].copy()  # tampered with
     with pytest.raises(ValueError, match="do not match their checksum"):
-        outcomes.get(cell)
+        packed.get(network)
+    other = next(c for c in finished if c["variant"] != "classic" and c["key"] != network["key"])
+    entries[network["key"]] = entries[other["key"]]  # another cell's sealed arrays
+    with pytest.raises(ValueError, match="do not match their checksum"):
+        packed.get(network)
 
 
 def test_same_seed_same_numbers(smoke_out, data_root, tmp_path):
