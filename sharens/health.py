@@ -54,10 +54,10 @@ RULES = (
     f"more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the epochs while training accuracy is below "
     f"{FIT_ACCURACY:g}%; a snapshot ensemble's cyclic run, as one: its held-out loss still at its best at the end "
     "of the last cycle, or without a held-out curve its end-of-cycle training losses still falling so); a row or "
-    "claim resting on such a cell gets that status, not a verdict, labelled `(budget)` where our epochs ran out and "
-    "`(early stop)` where a held-out rule kept epoch 1 or 2 (as does a "
-    "network cell of an older run without a training curve: `health not recorded`); with a held-out rule, "
-    "health is judged at the kept epoch"
+    "claim resting on such a cell gets that status, not a verdict (as does a "
+    "network cell of an older run without a training curve: `health not recorded`); under-training is labelled "
+    "`(budget)` where our epochs ran out, `(early stop)` where a held-out rule kept epoch 1 or 2; with a held-out "
+    "rule, health is judged at the kept epoch"
 )
 
 
