@@ -8,9 +8,11 @@ The rules, stated in every report (`RULES`):
   head weight is within `COLLAPSE_ENTROPY_GAP` of the class prior's entropy
   (what a network that learned nothing but the class frequencies scores).
 - `under-trained`: fewer than `MIN_EPOCHS` epochs (too few to see convergence;
-  with a held-out stopping rule, the kept epoch counts, so a rule that keeps
-  epoch 1 or 2 leaves the cell under-trained, by an early stop rather than
-  our epoch budget: the label names that cause);
+  with a held-out stopping rule, the kept epoch counts, unless after it the
+  training loss went on falling by more than `STILL_FALLING` while the held-out
+  loss rose: that net over-fit, which is the convergence the rule looks for;
+  one whose training loss stalled too is under-trained by an early stop rather
+  than by our epoch budget, and the label names that cause);
   with a held-out stopping rule, one that ran out of epochs while its held-out
   loss was still at its best (the best epoch is the last); with fixed epochs
   or the training-loss stopping rule, the training loss still falling by more than `STILL_FALLING` of its final
@@ -56,8 +58,9 @@ RULES = (
     "of the last cycle, or without a held-out curve its end-of-cycle training losses still falling so); a row or "
     "claim resting on such a cell gets that status, not a verdict (as does a "
     "network cell of an older run without a training curve: `health not recorded`); under-training is labelled "
-    "`(budget)` where our epochs ran out, `(early stop)` where a held-out rule kept epoch 1 or 2; with a held-out "
-    "rule, health is judged at the kept epoch"
+    "`(budget)` where our epochs ran out, `(early stop)` where a held-out rule kept epoch 1 or 2 and the training "
+    f"loss fell no more than {STILL_FALLING:.0%} after it (one that fell further over-fit: converged); with a "
+    "held-out rule, health is judged at the kept epoch"
 )
 
 
@@ -101,12 +104,15 @@ def judge(record: dict, cycle_ends: list[int] | None = None) -> dict:
     if final_accuracy <= majority + COLLAPSE_MARGIN or abs(final_loss - entropy) <= COLLAPSE_ENTROPY_GAP * entropy:
         return {"status": COLLAPSED, "evidence": f"final training accuracy {final_accuracy:.1f}% (majority class "
                 f"{majority:.1f}%), loss per head {final_loss:.3f} (prior entropy {entropy:.3f})"}
+    trained = len(record["epoch_loss"])
+    fit_on = _fall_after(record["epoch_loss"], kept) if kept else 0.0
     if len(losses) < MIN_EPOCHS:
-        if kept:  # not our epoch budget: the rule stopped a run that over-fits its held-out slice from the start
+        if not kept or kept == trained:
+            return {"status": UNDER_TRAINED, "evidence": f"{len(losses)} epoch(s): too few to see convergence"}
+        if fit_on <= STILL_FALLING:  # not our epoch budget: the run stalled on its training rows too
             return {"status": UNDER_TRAINED, "cause": EARLY_STOP,
-                    "evidence": f"the held-out rule kept epoch {kept} of {len(record['epoch_loss'])}: too few to see "
-                                "convergence"}
-        return {"status": UNDER_TRAINED, "evidence": f"{len(losses)} epoch(s): too few to see convergence"}
+                    "evidence": f"the held-out rule kept epoch {kept} of {trained}, and the training loss fell only "
+                                f"{fit_on:.0%} after it: too few epochs to see convergence"}
     if heldout_rule:  # a held-out stopping rule chose the epochs: judge it, not the training loss
         if record.get("stopped") == "epochs" and kept == len(record["epoch_loss"]):
             return {"status": UNDER_TRAINED, "evidence": f"held-out loss still improving at the epoch cap "
@@ -124,5 +130,13 @@ def judge(record: dict, cycle_ends: list[int] | None = None) -> dict:
         if falling > STILL_FALLING and final_accuracy < FIT_ACCURACY:
             return {"status": UNDER_TRAINED, "evidence": f"training loss fell {falling:.0%} over the last {tail} "
                     f"of {len(points)} {unit} (to {final_loss:.3f}); training accuracy {final_accuracy:.1f}%"}
+    if kept and kept < MIN_EPOCHS:
+        return {"status": OK, "evidence": f"the held-out rule kept epoch {kept} of {trained}: the training loss fell "
+                f"{fit_on:.0%} more after it while the held-out loss rose (over-fitting: converged)"}
     return {"status": OK, "evidence": f"final training loss {final_loss:.3f}, accuracy {final_accuracy:.1f}% "
             f"after {len(losses)} epochs" + (f" (stopped: {record['stopped']})" if record.get("stopped") else "")}
+
+
+def _fall_after(losses: list[float], kept: int) -> float:
+    """How far the training loss fell after the kept epoch, as a share of its value there."""
+    return (losses[kept - 1] - min(losses[kept:])) / max(losses[kept - 1], 1e-12) if kept < len(losses) else 0.0

@@ -192,19 +192,24 @@ def test_older_cells_without_curves_give_no_verdict():
     assert legacy.upgrade(upgraded, table) == upgraded  # a rebuilt document upgrades to the same record
 
 
-def test_a_held_out_rule_that_keeps_an_early_epoch_leaves_the_cell_under_trained():
-    """Judged at the epoch whose weights were kept: a rule that keeps epoch 1 of 11 gives no converged model."""
-    curve = [0.9, 0.6, 0.5, 0.45, 0.42, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35]
-    early = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=1, stopped="converged"))
-    assert early["status"] == health.UNDER_TRAINED and "kept epoch 1 of 11" in early["evidence"]
-    later = health.judge(_record(curve, [60] * 11, patience=10, best_epoch=5, stopped="converged"))
+def test_a_held_out_rule_that_keeps_an_early_epoch_is_judged_by_what_training_did_after_it():
+    """Kept epoch 1 of 11: converged when the training loss went on falling while the held-out loss rose (it
+    over-fit, which is what the rule stops), under-trained by an early stop when training stalled too."""
+    falling = [0.9, 0.6, 0.5, 0.45, 0.42, 0.4, 0.39, 0.38, 0.37, 0.36, 0.35]
+    overfit = health.judge(_record(falling, [60] * 11, patience=10, best_epoch=1, stopped="converged"))
+    assert overfit["status"] == health.OK and "over-fitting" in overfit["evidence"]
+    stalled = [0.9, 0.88, 0.89, 0.87, 0.88, 0.86, 0.87, 0.86, 0.85, 0.86, 0.85]
+    early = health.judge(_record(stalled, [60] * 11, patience=10, best_epoch=1, stopped="converged"))
+    assert early["status"] == health.UNDER_TRAINED and early["cause"] == health.EARLY_STOP
+    assert "kept epoch 1 of 11" in early["evidence"]
+    later = health.judge(_record(stalled, [60] * 11, patience=10, best_epoch=5, stopped="converged"))
     assert later["status"] == health.OK
 
 
 def test_under_training_names_its_cause_the_epoch_budget_or_an_early_stop():
     """`(budget)` says our epochs ran out; a held-out rule that kept epoch 1 was not short of epochs."""
     cell = {"model": "DNN", "seed": 0, "variant": "baseline", "patience": 2, "stopped": "converged"}
-    early = {**_record([0.3, 0.2, 0.1], [85, 95, 98], best_epoch=1), **cell}
+    early = {**_record([0.3, 0.29, 0.3], [85, 86, 85], best_epoch=1), **cell}
     short = {**_record([0.3], [85]), **cell, "patience": None, "stopped": "epochs"}
     assert document._unhealthy([early])["status"] == "under-trained (early stop)"
     assert document._unhealthy([short])["status"] == "under-trained (budget)"
