@@ -13,6 +13,10 @@ pack leaves out a cell's float16 class probabilities (most of its bytes) once
 its record holds every registered metric, since only a metric the cell did not
 record is computed from them; such an entry carries a seal (the record's
 checksum and that of the arrays kept) in place of the full checksum.
+
+The JSON document names each cell's data identity by a digest and holds each
+identity once (`as_written`, `read_document`): a table's cells share a handful,
+and written out with every cell they were most of a document's bytes.
 """
 
 from __future__ import annotations
@@ -29,12 +33,40 @@ from sharens.metrics import METRICS
 from sharens.plan import CellSpec
 
 SEAL = "_seal"  # beside outcomes that left some of the record's arrays out: (record's sha256, the kept arrays')
+IDENTITIES = "data_identities"  # in a written document: {digest: data identity}, the cells naming theirs by digest
 
 
 def cell_key(spec: CellSpec, data_identity: dict) -> str:
     blob = json.dumps({"spec": spec.key_dict(), "data": data_identity, "evaluation_schema": EVALUATION_SCHEMA},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _digest(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def as_written(doc: dict) -> dict:
+    """A table document as `<table>.json` holds it: each cell's data identity held once, named by its digest."""
+    identities = {_digest(r["data"]): r["data"] for r in doc["cells"] if isinstance(r.get("data"), dict)}
+    cells = [{**r, "data": _digest(r["data"])} if isinstance(r.get("data"), dict) else r for r in doc["cells"]]
+    return {**doc, "cells": cells, IDENTITIES: identities}
+
+
+def read_document(path: Path) -> dict:
+    """A table document as `document.build` made it, each cell with its data identity (older documents, which
+    repeat it in every cell, read as they are). Raises OSError or ValueError."""
+    doc = json.loads(Path(path).read_text())
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a table document")
+    identities = doc.pop(IDENTITIES, {})
+    cells = doc.get("cells", [])
+    missing = {r["data"] for r in cells if isinstance(r.get("data"), str)} - identities.keys()
+    if missing:
+        raise ValueError(f"{path} names data identities it does not hold ({', '.join(sorted(missing))}); "
+                         f"rebuild it with `python -m sharens report`")
+    doc["cells"] = [{**r, "data": identities[r["data"]]} if isinstance(r.get("data"), str) else r for r in cells]
+    return doc
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -82,7 +114,7 @@ class CellStore:
         `wanted` and not stored yet, so a fresh clone resumes from committed results. Returns the document's
         cells that carry no key (runs from before cells were keyed: they cannot be stored or resumed)."""
         try:
-            doc = json.loads(Path(document).read_text())
+            doc = read_document(document)
         except (OSError, ValueError):
             return []
         packed = Outcomes.from_pack(Path(document).with_name(f"{doc.get('table')}.outcomes.npz"))

@@ -119,11 +119,9 @@ def _duration(seconds: float) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild `<table>.{md,json,png}` from the cell records a run stored (no training): from a table document,
     or with --profile from the cell store of the current plan (a run still in progress, or one cut short)."""
-    import json
-
     from benchmarks import UnknownTable, get_table
     from sharens import report
-    from sharens.cells import Outcomes
+    from sharens.cells import Outcomes, read_document
 
     if args.profile:
         try:
@@ -140,7 +138,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     source = args.source or args.out / f"{args.table}.json"
     try:
         table = get_table(args.table)
-        doc = json.loads(source.read_text())
+        doc = read_document(source)
     except UnknownTable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

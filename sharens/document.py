@@ -20,7 +20,7 @@ from sharens.ensemble import tap_of
 from sharens.metrics import METRICS
 from sharens.voting import VOTES
 
-SCHEMA = "sharens.table/2"
+SCHEMA = "sharens.table/3"
 
 
 def _mean(records: list[dict], key: str) -> float | None:

@@ -14,7 +14,7 @@ from tabulate import tabulate
 from sharens import document, plots, site, stats
 from sharens.atomic import write_bytes, write_json
 from sharens.benchmark import Table
-from sharens.cells import Outcomes
+from sharens.cells import Outcomes, as_written
 from sharens.sections import SECTIONS, interval, pct
 from sharens.training import describe
 
@@ -166,7 +166,7 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
     out = Path(out)
     doc = document.build(table, profile, records, outcomes)
     json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
-    write_json(json_path, doc)
+    write_json(json_path, as_written(doc))
     if outcomes is not None:  # None: rebuilding from a stored document, whose packed outcomes stay as they are
         outcomes.pack(doc["cells"], out / f"{table.id}.outcomes.npz")
     png = plots.accuracy_figure(doc, out / f"{table.id}.png")

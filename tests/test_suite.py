@@ -18,7 +18,7 @@ import sharens.data as data
 from benchmarks import get_table
 from sharens import document, metrics, training, voting
 from sharens.analysis import MIN_FIT_ROWS
-from sharens.cells import CellStore, Outcomes
+from sharens.cells import CellStore, Outcomes, read_document
 from sharens.cli import main
 from sharens.data import files
 from sharens.plan import plan
@@ -333,10 +333,25 @@ def test_paper_rows_must_match_a_row_or_be_cited():
         dataclasses.replace(table, cited=())  # gcForest is shown but not re-run: it must be declared so
 
 
+def test_a_document_holds_each_data_identity_once(smoke_out, tmp_path):
+    """`<table>.json` names each cell's data identity by a digest and holds the identities once; read back, every
+    cell is the record the cell store holds. A digest the document does not hold is a clear error."""
+    written = json.loads((smoke_out / "table7_uci.json").read_text())
+    assert len(written["data_identities"]) == len(get_table("table7_uci").datasets)
+    assert all(isinstance(c["data"], str) for c in written["cells"])
+    store = CellStore(smoke_out, "table7_uci", "smoke")
+    for cell in read_document(smoke_out / "table7_uci.json")["cells"]:
+        assert cell == json.loads(next(store.folder.glob(f"*__{cell['key']}.json")).read_text())
+    written["data_identities"].popitem()
+    (tmp_path / "table7_uci.json").write_text(json.dumps(written))
+    with pytest.raises(ValueError, match="names data identities it does not hold"):
+        read_document(tmp_path / "table7_uci.json")
+
+
 def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_path):
     from sharens import report
 
-    doc = json.loads((smoke_out / "table5_semg.json").read_text())
+    doc = read_document(smoke_out / "table5_semg.json")
     cells = [dict(c) for c in doc["cells"]]
     cells[0]["provenance"] = {**cells[0]["provenance"], "git_revision": "0" * 40}
     del cells[1]["outcomes"]
