@@ -23,7 +23,7 @@ from sharens import provenance
 from sharens.analysis import analyse
 from sharens.augment import get_augmentation
 from sharens.backbones import CenteredImages, build_backbone
-from sharens.classic import build_classic
+from sharens.classic import build_classic, fit_classic
 from sharens.data import Dataset
 from sharens.diagnostics import first_layer_gradient_norm
 from sharens.ensemble import SharingEnsemble, tap_of
@@ -388,7 +388,7 @@ def _classic_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
     if x_train.dtype == np.uint8:  # pixels: scaled to [0, 1] as the networks see them (before centring)
         x_train, x_test = x_train.astype(np.float32) / 255, x_test.astype(np.float32) / 255
     start = time.perf_counter()
-    estimator.fit(x_train.reshape(len(x_train), -1), data.y_train_np)
+    solver = fit_classic(classic.estimator, estimator, x_train.reshape(len(x_train), -1), data.y_train_np)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predictions = estimator.predict(x_test.reshape(len(x_test), -1))
@@ -400,4 +400,5 @@ def _classic_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.
         "train_seconds": train_seconds,
         "train_samples_per_s": len(data.y_train_np) / train_seconds,
         "eval_samples_per_s": len(data.y_test_np) / eval_seconds,
+        **({"solver": solver} if solver else {}),
     }, outcomes

@@ -23,9 +23,12 @@ The rules, stated in every report (`RULES`):
   under-trained when its held-out loss is still at its best at the end of the last cycle; without a held-out
   curve, when its snapshots' end-of-cycle training losses still fall as the rule above says (one point per
   snapshot).
+A scikit-learn fit whose solver has an iteration cap (`classic.MAX_ITER`) is `under-trained` when the cap
+stopped it before its tolerance (scikit-learn's ConvergenceWarning); the others run to their tolerance or,
+a forest, have no iterative solver.
 Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict, and so does one
-resting on a network cell of an older run that recorded no training curve (`health not recorded`): its
-convergence cannot be checked, so no verdict may rest on it.
+resting on a cell of an older run that recorded no training curve or, a capped scikit-learn fit, no word from
+its solver (`health not recorded`): its convergence cannot be checked, so no verdict may rest on it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ import math
 
 import numpy as np
 
+from sharens.classic import MAX_ITER
 from sharens.training import FIT_ACCURACY
 
 OK, DIVERGED, COLLAPSED, UNDER_TRAINED = "ok", "diverged", "collapsed", "under-trained"
-NOT_RECORDED = "health not recorded"  # a network cell of an older run, which kept no training curve
+NOT_RECORDED = "health not recorded"  # a cell of an older run, which kept no training curve or solver record
 # why a cell is under-trained: our epoch budget ran out (the default), or a held-out rule kept an epoch too early
 BUDGET, EARLY_STOP = "budget", "early stop"
 COLLAPSE_MARGIN = 1.0  # points of training accuracy above the majority-class rate
@@ -55,9 +59,11 @@ RULES = (
     "loss still falling by "
     f"more than {STILL_FALLING:.0%} over the last {TAIL:.0%} of the epochs while training accuracy is below "
     f"{FIT_ACCURACY:g}%; a snapshot ensemble's cyclic run, as one: its held-out loss still at its best at the end "
-    "of the last cycle, or without a held-out curve its end-of-cycle training losses still falling so); a row or "
-    "claim resting on such a cell gets that status, not a verdict (as does a "
-    "network cell of an older run without a training curve: `health not recorded`); under-training is labelled "
+    "of the last cycle, or without a held-out curve its end-of-cycle training losses still falling so; a "
+    "scikit-learn solver stopped by its iteration cap before its tolerance); a row or "
+    "claim resting on such a cell gets that status, not a verdict (as does a cell of an older run without a "
+    "training curve or, a capped scikit-learn fit, without its solver's record: `health not recorded`); "
+    "under-training is labelled "
     "`(budget)` where our epochs ran out, `(early stop)` where a held-out rule kept epoch 1 or 2 and the training "
     f"loss fell no more than {STILL_FALLING:.0%} after it (one that fell further over-fit: converged); with a "
     "held-out rule, health is judged at the kept epoch"
@@ -73,17 +79,33 @@ def class_prior(y: np.ndarray, classes: int) -> tuple[float, float]:
 def judge_cell(record: dict) -> dict:
     """{status, evidence} of a cell record, judged now by today's rules from what it recorded.
 
-    An independent ensemble is as fit as its least healthy member; a scikit-learn fit has no curve to judge;
+    An independent ensemble is as fit as its least healthy member; a scikit-learn fit is judged by its solver;
     an older record without curves carries what `legacy` could tell.
     """
     if "health" in record:  # an older record: judged once, by `legacy`
         return record["health"]
     if record.get("variant") == "classic":
-        return {"status": OK, "evidence": "a scikit-learn fit (no training curve to judge)"}
+        return judge_classic(record)
     if record.get("variant") == "snapshot":  # its cycles are one run: judge the joined curve
         return judge(record, cycle_ends=[len(c["epoch_loss"]) for c in record.get("member_curves") or []])
     judged = [judge({**record, **curves}) for curves in record.get("member_curves") or [{}]]
     return min(judged, key=lambda v: [DIVERGED, COLLAPSED, UNDER_TRAINED, NOT_RECORDED, OK].index(v["status"]))
+
+
+def judge_classic(record: dict) -> dict:
+    """{status, evidence} of a scikit-learn fit: under-trained when its solver's iteration cap stopped it."""
+    estimator = ((record.get("spec") or {}).get("classic") or {}).get("estimator")
+    if estimator not in MAX_ITER:
+        return {"status": OK, "evidence": "a scikit-learn fit without an iteration cap (no training curve to judge)"}
+    solver = record.get("solver")
+    if solver is None:
+        return {"status": NOT_RECORDED, "evidence": f"an older run of {estimator}, whose solver stops at "
+                f"{MAX_ITER[estimator]} iterations, without a record of whether it converged; rerun the cell"}
+    if not solver["converged"]:
+        return {"status": UNDER_TRAINED, "evidence": f"the solver stopped at its cap of {solver['max_iter']} "
+                "iterations before its tolerance (scikit-learn's ConvergenceWarning)"}
+    return {"status": OK, "evidence": f"the solver converged in {solver['iterations']} of {solver['max_iter']} "
+            "iterations"}
 
 
 def judge(record: dict, cycle_ends: list[int] | None = None) -> dict:

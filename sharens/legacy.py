@@ -11,7 +11,7 @@ per-row outcomes say that such cells lack them.
 from __future__ import annotations
 
 from sharens.benchmark import Table
-from sharens.health import DIVERGED, MIN_EPOCHS, NOT_RECORDED, OK, UNDER_TRAINED
+from sharens.health import DIVERGED, MIN_EPOCHS, NOT_RECORDED, UNDER_TRAINED, judge_classic
 
 _VOTE_KEYS = {"hard": "hard_vote_accuracy", "best_head": "best_head_accuracy", "last_head": "last_head_accuracy"}
 
@@ -35,7 +35,7 @@ def upgrade(record: dict, table: Table) -> dict:
                                       "augment": config.get("augment"), "members": config.get("members", 1)}}
     epochs = config.get("epochs")
     if variant == "classic":
-        record["health"] = {"status": OK, "evidence": "a scikit-learn fit (no training curve to judge)"}
+        record["health"] = judge_classic(record)
     elif epochs is not None and epochs < MIN_EPOCHS:
         record["health"] = {"status": UNDER_TRAINED, "evidence": f"{epochs} epoch(s): too few to see convergence"}
     else:

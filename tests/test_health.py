@@ -175,6 +175,32 @@ def test_no_verdict_rests_on_an_unfit_cell():
     np.testing.assert_allclose(claim["gain"]["mean"], 3.0)
 
 
+def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained(monkeypatch):
+    """A capped solver that met its tolerance is ok, one its cap stopped (ConvergenceWarning) is under-trained, a
+    capped fit of an older run that recorded neither has no verdict; a forest has no cap to judge."""
+    from sharens import classic
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = (x[:, 0] > 0).astype(int)
+
+    def fitted(name):
+        solver = classic.fit_classic(name, classic.build_classic(name, 0, 10), x, y)
+        record = {"variant": "classic", "spec": {"classic": {"estimator": name}}}
+        return {**record, "solver": solver} if solver else record
+
+    converged = fitted("logistic_regression")
+    assert converged["solver"]["converged"] and health.judge_cell(converged)["status"] == health.OK
+    monkeypatch.setitem(classic.MAX_ITER, "logistic_regression", 1)
+    capped = fitted("logistic_regression")
+    assert capped["solver"] == {"iterations": 1, "max_iter": 1, "converged": False}
+    judged = health.judge_cell(capped)
+    assert judged["status"] == health.UNDER_TRAINED and "cap of 1 iterations" in judged["evidence"]
+    older = {name: value for name, value in capped.items() if name != "solver"}
+    assert health.judge_cell(older)["status"] == health.NOT_RECORDED
+    assert health.judge_cell(fitted("random_forest"))["status"] == health.OK
+
+
 def test_older_cells_without_curves_give_no_verdict():
     """A record of the schema before training curves: its convergence cannot be checked (one epoch is too few)."""
     from sharens import legacy
@@ -187,6 +213,8 @@ def test_older_cells_without_curves_give_no_verdict():
     assert legacy.upgrade(old("Deep LSTM", "baseline", 1), table)["health"]["status"] == health.UNDER_TRAINED
     assert legacy.upgrade(old("Deep CNN+SE", "se", 4), table)["health"]["status"] == health.NOT_RECORDED
     assert legacy.upgrade(old("Random Forest", "classic", None), table)["health"]["status"] == health.OK
+    capped = {**old("Logistic Regression", "classic", None), "config": {"estimator": "logistic_regression"}}
+    assert legacy.upgrade(capped, table)["health"]["status"] == health.NOT_RECORDED
     upgraded = legacy.upgrade(old("Deep CNN+SE", "se", 4), table)
     assert upgraded["pair"] == "Deep CNN" and upgraded["variant"] == "se"
     assert legacy.upgrade(upgraded, table) == upgraded  # a rebuilt document upgrades to the same record
