@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from sharens import provenance
 from sharens.analysis import analyse
@@ -88,11 +89,14 @@ def prepare(dataset: Dataset, train_subset: int | None, test_subset: int | None,
 
 @contextmanager
 def fixed_threads(n: int):
-    """torch's intra-op threads fixed for the block: the count changes CPU sums, so a spec fixes it."""
+    """torch's intra-op threads, and the BLAS and OpenMP pools numpy and scikit-learn call, fixed for the block:
+    the count changes CPU sums (a logistic regression's hundreds of L-BFGS steps carry such a change into its
+    predictions), so a spec fixes it."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(before)
 

@@ -155,6 +155,20 @@ def test_parallel_cells_give_the_sequential_numbers(data_root, tmp_path):
                                                                    for r in others[-1].values()}
 
 
+def test_a_cell_fixes_the_blas_threads_that_numpy_and_scikit_learn_call():
+    """The spec's thread count binds every thread pool a cell may use (a logistic regression's sums run in
+    OpenBLAS), not only torch's; the pools are given back after the cell."""
+    from threadpoolctl import threadpool_info
+
+    from sharens.execute import fixed_threads
+
+    before = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
+    with fixed_threads(1):
+        assert {pool["user_api"] for pool in threadpool_info()} >= {"blas"}
+        assert {pool["num_threads"] for pool in threadpool_info()} == {1}
+    assert {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()} == before
+
+
 def test_a_spec_runs_in_a_spawned_worker_that_never_imports_benchmarks(data_root):
     """The work order is self-contained: a fresh process unpickles a spec and runs it without the tables."""
     import multiprocessing
