@@ -387,12 +387,12 @@ def _curves(result: TrainResult) -> dict:
 
 def _classic_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
     classic = spec.classic
-    estimator = build_classic(classic.estimator, spec.seed, classic.forest_trees)
+    estimator = build_classic(classic.estimator, spec.seed, classic.forest_trees, classic.max_iter)
     x_train, x_test = data.numpy_inputs[classic.inputs]
     if x_train.dtype == np.uint8:  # pixels: scaled to [0, 1] as the networks see them (before centring)
         x_train, x_test = x_train.astype(np.float32) / 255, x_test.astype(np.float32) / 255
     start = time.perf_counter()
-    solver = fit_classic(classic.estimator, estimator, x_train.reshape(len(x_train), -1), data.y_train_np)
+    solver = fit_classic(estimator, x_train.reshape(len(x_train), -1), data.y_train_np, classic.max_iter)
     train_seconds = time.perf_counter() - start
     start = time.perf_counter()
     predictions = estimator.predict(x_test.reshape(len(x_test), -1))

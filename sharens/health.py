@@ -23,7 +23,7 @@ The rules, stated in every report (`RULES`):
   under-trained when its held-out loss is still at its best at the end of the last cycle; without a held-out
   curve, when its snapshots' end-of-cycle training losses still fall as the rule above says (one point per
   snapshot).
-A scikit-learn fit whose solver has an iteration cap (`classic.MAX_ITER`) is `under-trained` when the cap
+A scikit-learn fit whose solver has an iteration cap (its spec's `max_iter`) is `under-trained` when the cap
 stopped it before its tolerance (scikit-learn's ConvergenceWarning); the others run to their tolerance or,
 a forest, have no iterative solver.
 Otherwise `ok`. A row or claim with an unhealthy cell gets that status instead of a verdict, and so does one
@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from sharens.classic import MAX_ITER
+from sharens.plan import CAPS_BEFORE_KEYED
 from sharens.training import FIT_ACCURACY
 
 OK, DIVERGED, COLLAPSED, UNDER_TRAINED = "ok", "diverged", "collapsed", "under-trained"
@@ -94,13 +94,14 @@ def judge_cell(record: dict) -> dict:
 
 def judge_classic(record: dict) -> dict:
     """{status, evidence} of a scikit-learn fit: under-trained when its solver's iteration cap stopped it."""
-    estimator = ((record.get("spec") or {}).get("classic") or {}).get("estimator")
-    if estimator not in MAX_ITER:
+    classic = (record.get("spec") or {}).get("classic") or {}
+    cap = classic.get("max_iter", CAPS_BEFORE_KEYED.get(classic.get("estimator")))  # older specs: the cap then
+    if cap is None:
         return {"status": OK, "evidence": "a scikit-learn fit without an iteration cap (no training curve to judge)"}
     solver = record.get("solver")
     if solver is None:
-        return {"status": NOT_RECORDED, "evidence": f"an older run of {estimator}, whose solver stops at "
-                f"{MAX_ITER[estimator]} iterations, without a record of whether it converged; rerun the cell"}
+        return {"status": NOT_RECORDED, "evidence": f"an older run of {classic['estimator']}, whose solver stops "
+                f"at {cap} iterations, without a record of whether it converged; rerun the cell"}
     if not solver["converged"]:
         return {"status": UNDER_TRAINED, "evidence": f"the solver stopped at its cap of {solver['max_iter']} "
                 "iterations before its tolerance (scikit-learn's ConvergenceWarning)"}

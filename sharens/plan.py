@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from sharens.backbones import BACKBONES
 from sharens.benchmark import Profile, Row, Table
+from sharens.classic import MAX_ITER
 from sharens.training import Speed
 
 # intra-op threads of every cell, whatever the schedule: torch's CPU kernels split their sums by thread
@@ -21,6 +22,8 @@ from sharens.training import Speed
 CELL_THREADS = 1
 # NetworkSpec fields added after cells were stored, and their defaults: hashed into a key only when changed
 KEYED_ONLY_OFF_DEFAULT = {"stop_on": "heldout_loss", "snapshots": 0}
+# the iteration caps scikit-learn cells ran with before ClassicSpec carried its cap: hashed only off them
+CAPS_BEFORE_KEYED = {"logistic_regression": 2000, "svm_linear": 5000, "svm_linear_sgd": 50}
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class ClassicSpec:
     estimator: str  # a key of sharens.classic
     inputs: str | None
     forest_trees: int
+    max_iter: int | None = None  # its solver's iteration cap (sharens.classic.MAX_ITER); None: it has none
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class CellSpec:
             for name, default in KEYED_ONLY_OFF_DEFAULT.items():
                 if spec["network"][name] == default:
                     del spec["network"][name]
+        if spec["classic"] and spec["classic"]["max_iter"] == CAPS_BEFORE_KEYED.get(spec["classic"]["estimator"]):
+            del spec["classic"]["max_iter"]
         return spec
 
 
@@ -97,7 +103,8 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
             for row in (r for r in rows if r.variant == "classic"):
                 classic = table.classic_model(row.label)
                 cells.append(CellSpec(**common, row=row, preset=None, seed=seed,
-                                      classic=ClassicSpec(classic.estimator, classic.inputs, profile.forest_trees)))
+                                      classic=ClassicSpec(classic.estimator, classic.inputs, profile.forest_trees,
+                                                          MAX_ITER.get(classic.estimator))))
             for preset in presets:
                 for row in (r for r in rows if r.pair is not None):
                     cells.append(CellSpec(**common, row=row, preset=preset, seed=seed,

@@ -175,7 +175,7 @@ def test_no_verdict_rests_on_an_unfit_cell():
     np.testing.assert_allclose(claim["gain"]["mean"], 3.0)
 
 
-def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained(monkeypatch):
+def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained():
     """A capped solver that met its tolerance is ok, one its cap stopped (ConvergenceWarning) is under-trained, a
     capped fit of an older run that recorded neither has no verdict; a forest has no cap to judge."""
     from sharens import classic
@@ -184,21 +184,37 @@ def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained(monkey
     x = rng.normal(size=(200, 5))
     y = (x[:, 0] > 0).astype(int)
 
-    def fitted(name):
-        solver = classic.fit_classic(name, classic.build_classic(name, 0, 10), x, y)
-        record = {"variant": "classic", "spec": {"classic": {"estimator": name}}}
+    def fitted(name, cap):
+        solver = classic.fit_classic(classic.build_classic(name, 0, 10, cap), x, y, cap)
+        record = {"variant": "classic", "spec": {"classic": {"estimator": name, "max_iter": cap}}}
         return {**record, "solver": solver} if solver else record
 
-    converged = fitted("logistic_regression")
+    converged = fitted("logistic_regression", 2000)
     assert converged["solver"]["converged"] and health.judge_cell(converged)["status"] == health.OK
-    monkeypatch.setitem(classic.MAX_ITER, "logistic_regression", 1)
-    capped = fitted("logistic_regression")
+    capped = fitted("logistic_regression", 1)
     assert capped["solver"] == {"iterations": 1, "max_iter": 1, "converged": False}
     judged = health.judge_cell(capped)
     assert judged["status"] == health.UNDER_TRAINED and "cap of 1 iterations" in judged["evidence"]
-    older = {name: value for name, value in capped.items() if name != "solver"}
+    older = {name: value for name, value in converged.items() if name != "solver"}
     assert health.judge_cell(older)["status"] == health.NOT_RECORDED
-    assert health.judge_cell(fitted("random_forest"))["status"] == health.OK
+    del older["spec"]["classic"]["max_iter"]  # a spec from before the cap was in it: the cap it ran with then
+    assert "at 2000 iterations" in health.judge_cell(older)["evidence"]
+    assert health.judge_cell(fitted("random_forest", None))["status"] == health.OK
+
+
+def test_a_classic_cells_cap_enters_its_key_only_off_the_cap_it_was_stored_with():
+    """Specs carry the solver's cap; a cap that cells ran with before it was in the spec leaves their keys as
+    they were, a changed one makes new cells (CIFAR-10's SGD linear SVM: 50 -> 1,000 epochs)."""
+    from dataclasses import replace
+
+    table = get_table("table3_cifar10")
+    specs = [s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["cifar10"]) if s.classic]
+    by_estimator = {s.classic.estimator: s for s in specs}
+    regression, svm = by_estimator["logistic_regression"], by_estimator["svm_linear_sgd"]
+    assert regression.classic.max_iter == 2000 and "max_iter" not in regression.key_dict()["classic"]
+    assert svm.key_dict()["classic"]["max_iter"] == svm.classic.max_iter == 1000
+    assert "max_iter" not in replace(svm, classic=replace(svm.classic, max_iter=50)).key_dict()["classic"]
+    assert "max_iter" not in by_estimator["random_forest"].key_dict()["classic"]
 
 
 def test_older_cells_without_curves_give_no_verdict():
