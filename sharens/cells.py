@@ -48,8 +48,13 @@ def _digest(identity: dict) -> str:
 
 def as_written(doc: dict) -> dict:
     """A table document as `<table>.json` holds it: each cell's data identity held once, named by its digest."""
-    identities = {_digest(r["data"]): r["data"] for r in doc["cells"] if isinstance(r.get("data"), dict)}
-    cells = [{**r, "data": _digest(r["data"])} if isinstance(r.get("data"), dict) else r for r in doc["cells"]]
+    identities, cells = {}, []
+    for record in doc["cells"]:
+        if isinstance(record.get("data"), dict):
+            digest = _digest(record["data"])
+            identities[digest] = record["data"]
+            record = {**record, "data": digest}
+        cells.append(record)
     return {**doc, "cells": cells, IDENTITIES: identities}
 
 

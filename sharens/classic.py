@@ -16,12 +16,13 @@ from sklearn.svm import SVC, LinearSVC
 MAX_ITER = {"logistic_regression": 2000, "svm_linear": 5000, "svm_linear_sgd": 1000}
 
 
-def build_classic(name: str, seed: int, forest_trees: int, max_iter: int | None):
-    """A fresh, seeded estimator, capped at `max_iter` iterations where it has a cap (a spec's, from `MAX_ITER`);
+def build_classic(name: str, seed: int, forest_trees: int, max_iter: int | None, threads: int):
+    """A fresh, seeded estimator, capped at `max_iter` iterations where it has a cap (a spec's, from `MAX_ITER`),
+    on the cell's `threads` (a forest's trees would otherwise take every core, beside the other cells of a run);
     inputs are already standardized by the data layer."""
     factories = {
         "random_forest": lambda: RandomForestClassifier(
-            n_estimators=forest_trees, n_jobs=-1, random_state=seed
+            n_estimators=forest_trees, n_jobs=threads, random_state=seed
         ),
         "logistic_regression": lambda: LogisticRegression(max_iter=max_iter, random_state=seed),
         "svm_rbf": lambda: SVC(kernel="rbf", random_state=seed),

@@ -115,7 +115,8 @@ def _classic_seconds(spec: CellSpec, data: DeviceData) -> float:
     """The fit on all rows, from a timed fit on a slice, scaled by the estimator's growth in rows."""
     x, _ = data.numpy_inputs[spec.classic.inputs]
     rows = np.random.default_rng(0).permutation(len(x))[:CLASSIC_SLICE]  # a random slice: files sort by class
-    estimator = build_classic(spec.classic.estimator, spec.seed, spec.classic.forest_trees, spec.classic.max_iter)
+    estimator = build_classic(spec.classic.estimator, spec.seed, spec.classic.forest_trees, spec.classic.max_iter,
+                              spec.threads)
     start = time.perf_counter()
     with warnings.catch_warnings():  # a fit on a slice may not converge; only its time matters here
         warnings.simplefilter("ignore", ConvergenceWarning)

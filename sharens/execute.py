@@ -387,7 +387,7 @@ def _curves(result: TrainResult) -> dict:
 
 def _classic_cell(spec: CellSpec, data: DeviceData) -> tuple[dict, dict[str, np.ndarray]]:
     classic = spec.classic
-    estimator = build_classic(classic.estimator, spec.seed, classic.forest_trees, classic.max_iter)
+    estimator = build_classic(classic.estimator, spec.seed, classic.forest_trees, classic.max_iter, spec.threads)
     x_train, x_test = data.numpy_inputs[classic.inputs]
     if x_train.dtype == np.uint8:  # pixels: scaled to [0, 1] as the networks see them (before centring)
         x_train, x_test = x_train.astype(np.float32) / 255, x_test.astype(np.float32) / 255

@@ -185,7 +185,7 @@ def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained():
     y = (x[:, 0] > 0).astype(int)
 
     def fitted(name, cap):
-        solver = classic.fit_classic(classic.build_classic(name, 0, 10, cap), x, y, cap)
+        solver = classic.fit_classic(classic.build_classic(name, 0, 10, cap, 1), x, y, cap)
         record = {"variant": "classic", "spec": {"classic": {"estimator": name, "max_iter": cap}}}
         return {**record, "solver": solver} if solver else record
 

@@ -169,6 +169,20 @@ def test_a_cell_fixes_the_blas_threads_that_numpy_and_scikit_learn_call():
     assert {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()} == before
 
 
+def test_a_forest_grows_its_trees_on_the_cells_threads_only():
+    """Beside the other cells of a run, a classic estimator takes the threads its spec declares (and its
+    provenance records), not every core (a forest's `n_jobs=-1`)."""
+    from sharens.classic import build_classic
+
+    table = get_table("table3_cifar10")
+    specs = [s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["cifar10"]) if s.classic]
+    assert any(s.classic.estimator == "random_forest" for s in specs)
+    for spec in specs:
+        c = spec.classic
+        estimator = build_classic(c.estimator, spec.seed, c.forest_trees, c.max_iter, spec.threads)
+        assert getattr(estimator, "n_jobs", None) in (None, spec.threads), c.estimator
+
+
 def test_a_spec_runs_in_a_spawned_worker_that_never_imports_benchmarks(data_root):
     """The work order is self-contained: a fresh process unpickles a spec and runs it without the tables."""
     import multiprocessing
