@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +32,18 @@ def write_bytes(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+# an indented array of numbers (or null/true/false), one per line: a training curve, a vote's weights
+_SCALAR = r"(?:-?[0-9][0-9.eE+-]*|null|true|false)"
+_SCALAR_ARRAY = re.compile(rf"\[\n\s*({_SCALAR}(?:,\n\s*{_SCALAR})*)\n\s*\]")
+
+
+def dumps(data: dict) -> str:
+    """Indented JSON with sorted keys and no NaN (a NaN in a result is a bug to surface, not to store), each
+    array of numbers on one line: curves of hundreds of epochs stay readable (Table 7 at full: 6.0 -> 5.1 MB)."""
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False)
+    return _SCALAR_ARRAY.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text) + "\n"
+
+
 def write_json(path: Path, data: dict) -> None:
-    """Sorted keys, no NaN (a NaN in a result is a bug to surface, not to store)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n")
+        tmp.write_text(dumps(data))
