@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -104,15 +105,19 @@ def fixed_threads(n: int):
 CellResult = tuple[dict, dict[str, np.ndarray]]  # a cell's record and its per-row outcomes
 
 
-def run_cell(spec: CellSpec, data: DeviceData, device: torch.device) -> CellResult:
+def run_cell(spec: CellSpec, data: DeviceData, device: torch.device, checkpoint: Path | None = None) -> CellResult:
     """Train and evaluate one cell: (its full record, its per-row outcomes; empty if it diverged)."""
-    return run_cells([spec], data, device)[0]
+    return run_cells([spec], data, device, checkpoint)[0]
 
 
-def run_cells(specs: list[CellSpec], data: DeviceData, device: torch.device) -> list[CellResult]:
+def run_cells(specs: list[CellSpec], data: DeviceData, device: torch.device,
+              checkpoint: Path | None = None) -> list[CellResult]:
     """Train and evaluate cells that run together: one cell, or the seeds of a cell group (cells whose specs
     differ only in their seed and ask for `batched_seeds`) trained as one batched model. One (record, outcomes)
-    per spec; the group's wall time is split evenly, and each record names the seeds it trained with."""
+    per spec; the group's wall time is split evenly, and each record names the seeds it trained with.
+
+    With `checkpoint` (a path less its suffix), a network that trains alone saves its state between epochs beside
+    it, one file per member seed, and resumes from it (`training.train`); batched and snapshot runs do not."""
     spec = specs[0]
     if (data.name, data.subsets) != (spec.dataset, (spec.train_subset, spec.test_subset)):
         raise ValueError(f"the cell wants {spec.dataset} cut to {(spec.train_subset, spec.test_subset)}, "
@@ -123,7 +128,7 @@ def run_cells(specs: list[CellSpec], data: DeviceData, device: torch.device) -> 
     start = time.perf_counter()
     with fixed_threads(spec.threads):
         torch.use_deterministic_algorithms(True, warn_only=True)
-        results = [_classic_cell(spec, data)] if spec.classic is not None else _network_cells(specs, data)
+        results = [_classic_cell(spec, data)] if spec.classic is not None else _network_cells(specs, data, checkpoint)
     wall_seconds = (time.perf_counter() - start) / len(specs)
     cells = []
     for spec, (result, outcomes) in zip(specs, results, strict=True):
@@ -212,12 +217,14 @@ def _fit_options(net: NetworkSpec, **changes) -> dict:
 
 
 def _train_one(net: NetworkSpec, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, num_classes: int,
-               seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None) -> Trained:
+               seed: int, desc: str, heldout: tuple[torch.Tensor, torch.Tensor] | None,
+               checkpoint: Path | None) -> Trained:
     model = _seeded_model(net, x, num_classes, seed)
     speed = Speed(**net.speed)
     probe = _gradient_probe(net, model, x, y)
     norms = {"init": probe(), "head_weight": float(model.head_weights.sum())} if probe else None
-    result = train(model, x, y, **_fit_options(net), seed=seed, desc=desc, heldout=heldout)
+    result = train(model, x, y, **_fit_options(net), seed=seed, desc=desc, heldout=heldout,
+                   checkpoint=None if checkpoint is None else checkpoint.with_name(f"{checkpoint.name}.seed{seed}.pt"))
     if norms is not None and result.diverged_at_step is None:
         norms["trained"] = probe()
     return Trained(model, result, *_test_logits(model, x_test, speed),
@@ -303,7 +310,8 @@ def _split(net: NetworkSpec, n: int, seed: int, device: torch.device) -> Split:
     return Split(fit, held)
 
 
-def _network_cells(specs: list[CellSpec], data: DeviceData) -> list[tuple[dict, dict[str, np.ndarray]]]:
+def _network_cells(specs: list[CellSpec], data: DeviceData,
+                   checkpoint: Path | None) -> list[tuple[dict, dict[str, np.ndarray]]]:
     net = specs[0].network  # the cells of a group differ only in their seeds
     (x, x_test), y = data.x(net.inputs), data.y_train
     splits = [_split(net, len(y), spec.seed, x.device) for spec in specs]
@@ -318,8 +326,8 @@ def _network_cells(specs: list[CellSpec], data: DeviceData) -> list[tuple[dict, 
             runs = [_train_snapshots(net, x[split.fit], y[split.fit], x_test, data.num_classes, specs[0].seed, desc,
                                      heldout)]
         else:
-            runs = [[_train_one(net, x[split.fit], y[split.fit], x_test, data.num_classes, seed, desc, heldout)
-                     for seed in member_seeds]]
+            runs = [[_train_one(net, x[split.fit], y[split.fit], x_test, data.num_classes, seed, desc, heldout,
+                                checkpoint) for seed in member_seeds]]
     return [_network_result(net, cell_runs, y[split.fit], None if split.held is None else y[split.held], x_test,
                             data)
             for cell_runs, split in zip(runs, splits, strict=True)]
@@ -352,6 +360,9 @@ def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, 
         "n_fit": len(y_fit), "n_holdout": 0 if y_held is None else len(y_held),
         **_curves(run),
     }
+    resumed = sorted({epoch for r in runs for epoch in r.result.resumed_after})
+    if resumed:  # its train_seconds span every sitting, its wall_seconds only the last
+        record["resumed_after_epochs"] = resumed
     if len(runs) > 1:  # each member, or each snapshot's cycle, is judged on its own (`health.judge_cell`)
         record["member_curves"] = [_curves(r.result) for r in runs]
     if runs[0].gradient_norms is not None:

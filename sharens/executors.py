@@ -9,7 +9,9 @@ other seeds of their group where their specs ask for `batched_seeds`
 between units that could change a number: each spec seeds itself and fixes its
 own thread count, so every executor gives the same numbers. The runner, in the driving
 process, stores each result as it arrives, so no executor needs a shared
-filesystem for results.
+filesystem for results. With a `checkpoints` folder, a cell that trains alone saves
+its state there between epochs and resumes from it when run again (a killed run
+loses at most a minute or so of a long cell, `sharens.checkpoint`).
 """
 
 from __future__ import annotations
@@ -63,6 +65,11 @@ def cell_groups(todo: list[tuple[CellSpec, str]]) -> list[Unit]:
     return list(units.values())
 
 
+def _checkpoint(unit: Unit, checkpoints: Path | None) -> Path | None:
+    """Where a unit's training state is saved between epochs: a cell that trains alone, under its key."""
+    return checkpoints / unit[0][1] if checkpoints is not None and len(unit) == 1 else None
+
+
 def _results(unit: Unit, outcome: list[tuple[dict, dict]] | BaseException) -> Iterator[tuple[CellSpec, str, Result]]:
     """Each cell of a unit with its result (or the exception the unit raised)."""
     for k, (spec, key) in enumerate(unit):
@@ -71,13 +78,13 @@ def _results(unit: Unit, outcome: list[tuple[dict, dict]] | BaseException) -> It
 
 @register_executor("local")
 def run_here(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
-             jobs: int = 1) -> Iterator[tuple[CellSpec, str, Result]]:
+             jobs: int = 1, checkpoints: Path | None = None) -> Iterator[tuple[CellSpec, str, Result]]:
     """One unit after another in this process."""
     data = PreparedData(device, data_root)
     for unit in cell_groups(todo):
         specs = [spec for spec, _ in unit]
         try:
-            outcome = run_cells(specs, data.for_spec(specs[0]), device)
+            outcome = run_cells(specs, data.for_spec(specs[0]), device, _checkpoint(unit, checkpoints))
         except Exception as exc:  # one broken cell must not lose the others
             outcome = exc
         yield from _results(unit, outcome)
@@ -86,21 +93,23 @@ def run_here(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: 
 _WORKER: dict = {}  # a worker process's prepared data, kept across its cells
 
 
-def _run_in_worker(specs: list[CellSpec], device: str, data_root: Path | None) -> list[tuple[dict, dict]]:
+def _run_in_worker(specs: list[CellSpec], device: str, data_root: Path | None,
+                   checkpoint: Path | None = None) -> list[tuple[dict, dict]]:
     """Process-pool entry point: needs only the specs (it never imports `benchmarks`)."""
     data = _WORKER.setdefault((device, data_root), PreparedData(torch.device(device), data_root))
-    return run_cells(specs, data.for_spec(specs[0]), torch.device(device))
+    return run_cells(specs, data.for_spec(specs[0]), torch.device(device), checkpoint)
 
 
 @register_executor("processes")
 def run_in_processes(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
-                     jobs: int = 2) -> Iterator[tuple[CellSpec, str, Result]]:
+                     jobs: int = 2, checkpoints: Path | None = None) -> Iterator[tuple[CellSpec, str, Result]]:
     """`jobs` spawned worker processes on this machine's CPU, one unit at a time each."""
     if device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-        futures = {pool.submit(_run_in_worker, [spec for spec, _ in unit], device.type, data_root): unit
+        futures = {pool.submit(_run_in_worker, [spec for spec, _ in unit], device.type, data_root,
+                               _checkpoint(unit, checkpoints)): unit
                    for unit in cell_groups(todo)}
         for future in as_completed(futures):
             exc = future.exception()
@@ -123,20 +132,25 @@ def ray_resources(spec: CellSpec, device: torch.device) -> dict:
 
 @register_executor("ray")
 def run_on_ray(todo: list[tuple[CellSpec, str]], device: torch.device, data_root: Path | None,
-               jobs: int = 1, address: str | None = None) -> Iterator[tuple[CellSpec, str, Result]]:
+               jobs: int = 1, address: str | None = None,
+               checkpoints: Path | None = None) -> Iterator[tuple[CellSpec, str, Result]]:
     """One Ray task per unit (`cell_groups`) on the cluster at `address` (None: a local one of `jobs` CPUs).
     Tasks return their records and outcomes to this process; every node reads the data at `data_root` (or its
-    own $SHARENS_DATA). A task whose worker dies is retried (`RAY_RETRIES`); one that raises is not."""
+    own $SHARENS_DATA). A task whose worker dies is retried (`RAY_RETRIES`), from its last checkpoint on a local
+    cluster; one that raises is not. A remote cluster's nodes do not share this machine's folders: there,
+    cells keep no checkpoints."""
     import ray
 
     if address:
         ray.init(address=address, log_to_driver=False)
+        checkpoints = None
     else:
         ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(_run_in_worker)
         running = {task.options(**ray_resources(unit[0][0], device), max_retries=RAY_RETRIES, retry_exceptions=False)
-                   .remote([spec for spec, _ in unit], device.type, data_root): unit for unit in cell_groups(todo)}
+                   .remote([spec for spec, _ in unit], device.type, data_root, _checkpoint(unit, checkpoints)): unit
+                   for unit in cell_groups(todo)}
         while running:
             (ref,), _ = ray.wait(list(running), num_returns=1)
             unit = running.pop(ref)

@@ -158,7 +158,8 @@ def run_table(
     errors = []
     options = {"address": address} if address else {}
     with tqdm(total=len(todo), desc=table.id, disable=None) as progress:
-        for spec, key, result in EXECUTORS[executor](todo, device, data_root, jobs=jobs, **options):
+        for spec, key, result in EXECUTORS[executor](todo, device, data_root, jobs=jobs,
+                                                     checkpoints=store.folder / "partial", **options):
             if isinstance(result, BaseException):
                 errors.append(f"{spec.dataset} / {spec.row.label} / {spec.preset or 'classic'} / seed {spec.seed}: "
                               f"{type(result).__name__}: {result}")

@@ -15,10 +15,12 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from sharens import checkpoint as checkpoints
 from sharens.ensemble import SharingEnsemble
 
 # a cross-entropy this large, per unit of head weight, means training has blown up. Per head, because an SE
@@ -170,6 +172,7 @@ class TrainResult:
     # "epochs" (ran them all), "converged" (the monitored loss stopped improving), "fitted" (the training set is
     # fitted, under the training-loss rule), "diverged"
     stopped: str = "epochs"
+    resumed_after: list[int] = field(default_factory=list)  # epochs after which it resumed from a checkpoint
 
     @property
     def samples_per_s(self) -> float:
@@ -241,6 +244,15 @@ class Progress:
                 result.stopped = "converged"
                 self.done = True
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps of the run so far (taken between epochs, while it has not stopped)."""
+        return {"result": asdict(self.result), "step": self.step, "kept": self.kept,
+                "best": (self._best_loss, self._best_at)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.result, self.step, self.kept = TrainResult(**state["result"]), state["step"], state["kept"]
+        self._best_loss, self._best_at = state["best"]
+
     def _stop(self, state: Callable[[], dict]) -> None:
         self.done, self.kept = True, state()
 
@@ -267,6 +279,7 @@ def train(
     heldout: tuple[torch.Tensor, torch.Tensor] | None = None,
     patience: int | None = None,
     stop_on: str = "heldout_loss",
+    checkpoint: Path | None = None,
 ) -> TrainResult:
     """Train `model` in place on (x, y), which already live on the model's device.
 
@@ -285,6 +298,11 @@ def train(
     (`FIT_ACCURACY`) or the training loss has not fallen by `MIN_IMPROVEMENT`
     of its best for `patience` epochs, and keeps its final weights (for data
     sets whose held-out slice is too small to choose epochs on).
+
+    With a `checkpoint` path, the run's state is saved there after an epoch
+    (at most every `checkpoint.EVERY_SECONDS`) and, if a saved state is there
+    when it starts, it resumes after that epoch (`sharens.checkpoint`); the
+    file is removed when the run ends.
     """
     device = x.device
     batch_size = min(batch_size, len(x))
@@ -299,10 +317,20 @@ def train(
     def state() -> dict:
         return copy.deepcopy(model.state_dict())
 
+    done_epochs, seconds_before = 0, 0.0
+    saved = checkpoints.load(checkpoint, device)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"].cpu())
+        progress.load_state_dict(saved["progress"])
+        done_epochs, seconds_before = saved["epoch"], saved["seconds"]
+        progress.result.resumed_after.append(done_epochs)
     model.train()
     sync_device(device)
-    start = time.perf_counter()
-    for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=None):
+    start = last_saved = time.perf_counter()
+    for epoch in tqdm(range(done_epochs + 1, epochs + 1), desc=desc, leave=False, disable=None):
         order = torch.randperm(len(x), device=device, generator=generator)
         for b in range(steps_per_epoch):
             idx = order[b * batch_size : (b + 1) * batch_size]
@@ -320,10 +348,20 @@ def train(
         progress.end_epoch(epoch, losses, hits, measure, state)
         if progress.done:
             break
+        if checkpoint is not None and time.perf_counter() - last_saved >= checkpoints.EVERY_SECONDS:
+            sync_device(device)
+            last_saved = time.perf_counter()
+            checkpoints.save(checkpoint, device, {
+                "epoch": epoch, "seconds": seconds_before + time.perf_counter() - start,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                "progress": progress.state_dict()})
     sync_device(device)
-    result = progress.finish(time.perf_counter() - start, batch_size)
+    result = progress.finish(seconds_before + time.perf_counter() - start, batch_size)
     if result.best_epoch is not None:
         model.load_state_dict(progress.kept)
+    if checkpoint is not None:
+        Path(checkpoint).unlink(missing_ok=True)
     return result
 
 

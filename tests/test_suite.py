@@ -287,6 +287,33 @@ def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
     assert len(json.loads((tmp_path / "table5_semg.json").read_text())["cells"]) == 28
 
 
+def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(smoke_out, data_root, tmp_path, monkeypatch):
+    """A run killed inside a cell's training resumes that cell after its last saved epoch (the runner keeps
+    checkpoints in the store's `partial/`), and the cell ends with the numbers of the run that was not killed."""
+    from sharens import checkpoint
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    end_epoch = training.Progress.end_epoch
+
+    def killed_in_epoch_2(progress, epoch, *args):  # smoke trains 2 epochs
+        if epoch == 2:
+            raise KeyboardInterrupt
+        end_epoch(progress, epoch, *args)
+
+    options = dict(out=tmp_path, data_root=data_root, presets=["tuned"], seeds=1, rows=["DNN"])
+    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_table(get_table("table5_semg"), "smoke", **options)
+    partial = tmp_path / "cells" / "table5_semg" / "smoke" / "partial"
+    assert len(list(partial.glob("*.seed0.pt"))) == 1
+    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    (resumed,) = [r for r in run_table(get_table("table5_semg"), "smoke", **options).records if r["model"] == "DNN"]
+    assert resumed["resumed_after_epochs"] == [1] and not list(partial.glob("*.pt"))
+    whole = json.loads(next(smoke_out.glob(f"cells/table5_semg/smoke/*__{resumed['key']}.json")).read_text())
+    for field in ("accuracy", "epoch_loss", "heldout_loss", "best_epoch", "outcomes"):
+        assert resumed[field] == whole[field], field
+
+
 def test_diverged_cells_are_marked_and_the_run_goes_on(data_root, tmp_path, monkeypatch):
     monkeypatch.setitem(training.PRESETS, "paper", training.Preset("paper", 1e7, 1e6, "blow up"))
     run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, presets=["paper"],

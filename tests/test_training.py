@@ -1,6 +1,7 @@
 """The training loop: determinism, learning at all, divergence detection; statistics and verdicts."""
 
 import numpy as np
+import pytest
 import torch
 
 from sharens import stats
@@ -30,6 +31,57 @@ def test_same_seed_gives_bit_identical_model_and_logits():
     b, rb, _, _ = _fit(3)
     assert torch.equal(predict_logits(a, x), predict_logits(b, x))
     assert ra.final_loss == rb.final_loss and ra.steps == rb.steps == 160
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_path, monkeypatch):
+    """Killed after some epochs and run again, a run resumes after its last saved epoch and ends bit-identical to
+    one run in one go (weights, curves, the epoch it keeps), and its file is removed. A file that another device
+    wrote is not resumed from."""
+    from sharens import checkpoint, training
+
+    monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
+    x, y = _task()
+
+    def jitter(batch, generator):  # draws from the run's generator, as the image augmentations do
+        return batch + 0.1 * torch.randn(batch.shape, generator=generator)
+
+    def fit(path):
+        torch.manual_seed(0)
+        model = SharingEnsemble(build_backbone("pyramid_dnn", 10, first_width=32, depth=4), 2, heads_per_tap=3)
+        result = train(model, x[64:], y[64:], preset=PRESETS["tuned"], epochs=8, batch_size=64, seed=0,
+                       augment=jitter, heldout=(x[:64], y[:64]), patience=20, checkpoint=path)
+        return model, result
+
+    def same(a, b):
+        assert all(torch.equal(v, b[0].state_dict()[k]) for k, v in a[0].state_dict().items())
+        assert (a[1].epoch_loss, a[1].heldout_loss, a[1].best_epoch, a[1].steps) == \
+            (b[1].epoch_loss, b[1].heldout_loss, b[1].best_epoch, b[1].steps)
+
+    whole = fit(None)
+    end_epoch = training.Progress.end_epoch
+
+    def killed_in_epoch_5(progress, epoch, *args):
+        if epoch == 5:
+            raise KeyboardInterrupt
+        end_epoch(progress, epoch, *args)
+
+    path = tmp_path / "cell.seed0.pt"
+    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_5)
+    with pytest.raises(KeyboardInterrupt):
+        fit(path)
+    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    resumed = fit(path)
+    assert resumed[1].resumed_after == [4] and not path.exists()
+    same(resumed, whole)
+
+    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_5)
+    with pytest.raises(KeyboardInterrupt):
+        fit(path)
+    torch.save({**torch.load(path, weights_only=True), "device": "another device"}, path)
+    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    restarted = fit(path)
+    assert restarted[1].resumed_after == []
+    same(restarted, whole)
 
 
 def test_different_seeds_differ():
