@@ -89,6 +89,12 @@ class CellStore:
 
     def __init__(self, out: Path, table: str, profile: str):
         self.folder = Path(out) / "cells" / table / profile
+        self.checkpoints = self.folder / "partial"  # cells in training: their state after the last saved epoch
+
+    def resumable(self, keys: list[str]) -> list[str]:
+        """Those of `keys` whose training left a checkpoint (`sharens.checkpoint`): they resume, not restart."""
+        saved = {path.name.split(".", 1)[0] for path in self.checkpoints.glob("*.pt")}
+        return [key for key in keys if key in saved]
 
     def path(self, spec: CellSpec, key: str) -> Path:
         safe = "".join(c if c.isalnum() else "-" for c in spec.row.label).strip("-")

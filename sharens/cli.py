@@ -101,7 +101,7 @@ def _choose_profile(table, asked: str, out: Path | None, options: dict):
 def _plan_line(table_id: str, profile: str, run, jobs: int) -> str:
     """What a run of the table will do, with the cost model's estimate for the cells still to run."""
     line = (f"{table_id} at {profile}: {run.planned} cells planned, {len(run.records)} stored, "
-            f"{len(run.errors)} to run")
+            f"{len(run.errors)} to run" + (f" ({run.resumable} resume from a checkpoint)" if run.resumable else ""))
     if run.errors:
         expected, bound = _duration(run.estimated_seconds / jobs), _duration(run.bound_seconds / jobs)
         line += (f"; estimated {expected}" + (f" (at most {bound}, every epoch cap reached)" if bound != expected

@@ -32,6 +32,7 @@ class TableRun:
     bound_seconds: float | None = None
     plan_bound_seconds: float | None = None  # the same bound for every cell of the plan, stored or not
     device_name: str | None = None  # what the estimate is for
+    resumable: int = 0  # cells still to run that resume from a checkpoint (estimates count them whole)
     older: list[dict] = field(default_factory=list)  # committed cells from before keys, in no rerun slot
 
     @property
@@ -140,7 +141,8 @@ def run_table(
         waiting = [f"not run yet: {s.dataset} / {s.row.label} / {s.preset or 'classic'} / seed {s.seed}"
                    for s, _ in todo]
         run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed),
-                       older=store.older_cells(work.keyless, finished))
+                       older=store.older_cells(work.keyless, finished),
+                       resumable=len(store.resumable([key for _, key in todo])))
         if estimate:
             costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
@@ -159,7 +161,7 @@ def run_table(
     options = {"address": address} if address else {}
     with tqdm(total=len(todo), desc=table.id, disable=None) as progress:
         for spec, key, result in EXECUTORS[executor](todo, device, data_root, jobs=jobs,
-                                                     checkpoints=store.folder / "partial", **options):
+                                                     checkpoints=store.checkpoints, **options):
             if isinstance(result, BaseException):
                 errors.append(f"{spec.dataset} / {spec.row.label} / {spec.preset or 'classic'} / seed {spec.seed}: "
                               f"{type(result).__name__}: {result}")

@@ -306,6 +306,7 @@ def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(smoke_out, data_
         run_table(get_table("table5_semg"), "smoke", **options)
     partial = tmp_path / "cells" / "table5_semg" / "smoke" / "partial"
     assert len(list(partial.glob("*.seed0.pt"))) == 1
+    assert run_table(get_table("table5_semg"), "smoke", execute=False, **options).resumable == 1
     monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
     (resumed,) = [r for r in run_table(get_table("table5_semg"), "smoke", **options).records if r["model"] == "DNN"]
     assert resumed["resumed_after_epochs"] == [1] and not list(partial.glob("*.pt"))
