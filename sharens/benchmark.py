@@ -112,6 +112,7 @@ class Classic:
     name: str
     estimator: str
     inputs: str | None = None  # the data set's input view (None: its default input)
+    max_iter: int | None = None  # its solver's cap where the estimator's (sharens.classic.MAX_ITER) stops it short
 
 
 @dataclass(frozen=True)

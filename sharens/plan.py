@@ -104,7 +104,7 @@ def plan(table: Table, profile: Profile, seeds: int, presets: list[str], dataset
                 classic = table.classic_model(row.label)
                 cells.append(CellSpec(**common, row=row, preset=None, seed=seed,
                                       classic=ClassicSpec(classic.estimator, classic.inputs, profile.forest_trees,
-                                                          MAX_ITER.get(classic.estimator))))
+                                                          classic.max_iter or MAX_ITER.get(classic.estimator))))
             for preset in presets:
                 for row in (r for r in rows if r.pair is not None):
                     cells.append(CellSpec(**common, row=row, preset=preset, seed=seed,
