@@ -91,10 +91,24 @@ class CellStore:
         self.folder = Path(out) / "cells" / table / profile
         self.checkpoints = self.folder / "partial"  # cells in training: their state after the last saved epoch
 
+    def _checkpoint_files(self) -> dict[str, list[Path]]:
+        """{cell key: its checkpoint files, one per member seed (`<key>.seed<seed>.pt`)}."""
+        files: dict[str, list[Path]] = {}
+        for path in self.checkpoints.glob("*.pt"):
+            files.setdefault(path.name.split(".", 1)[0], []).append(path)
+        return files
+
     def resumable(self, keys: list[str]) -> list[str]:
         """Those of `keys` whose training left a checkpoint (`sharens.checkpoint`): they resume, not restart."""
-        saved = {path.name.split(".", 1)[0] for path in self.checkpoints.glob("*.pt")}
+        saved = self._checkpoint_files()
         return [key for key in keys if key in saved]
+
+    def discard_checkpoints(self, keys: list[str]) -> None:
+        """Remove the checkpoints of `keys`: cells forced to run again start from their first epoch."""
+        saved = self._checkpoint_files()
+        for key in keys:
+            for path in saved.get(key, []):
+                path.unlink(missing_ok=True)
 
     def path(self, spec: CellSpec, key: str) -> Path:
         safe = "".join(c if c.isalnum() else "-" for c in spec.row.label).strip("-")

@@ -4,8 +4,8 @@ A cell too long for one sitting (a CNN on the full CIFAR-10 split on a CPU, or o
 a GPU lease whose commands stop after minutes) resumes at the epoch after the
 last one saved, and ends with the numbers it would have had in one go: the
 weights, the optimizer and schedule, both random streams and the stopping rule's
-bookkeeping are saved together. A file written on another device (or thread
-count) is not resumed from, since that device would give other numbers.
+bookkeeping are saved together. A file written on another device (another GPU,
+CPU model or thread count) is not resumed from, since it would give other numbers.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 
 from sharens.atomic import atomic_path
+from sharens.provenance import device_name
 
-EVERY_SECONDS = 60.0  # a run saves its state after the first epoch to end this long after the last save
+EVERY_SECONDS = 60.0  # a run saves its state after an epoch that ends at least this long after its last save
 
 
 def _device(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    return device_name(device, torch.get_num_threads())
 
 
 def save(path: Path, device: torch.device, state: dict) -> None:

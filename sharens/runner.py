@@ -155,6 +155,8 @@ def run_table(
             run.device_name = costs.device_name
             costs.save()
         return run
+    if force:  # redone from the start: a checkpoint may come from code that has changed since
+        store.discard_checkpoints([key for _, key in todo])
     for name in dict.fromkeys(spec.dataset for spec, _ in todo):
         load_dataset(name, data_root)  # a file that verifies but does not parse fails here; fills the cache
     errors = []

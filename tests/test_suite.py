@@ -289,7 +289,8 @@ def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
 
 def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(smoke_out, data_root, tmp_path, monkeypatch):
     """A run killed inside a cell's training resumes that cell after its last saved epoch (the runner keeps
-    checkpoints in the store's `partial/`), and the cell ends with the numbers of the run that was not killed."""
+    checkpoints in the store's `partial/`), and the cell ends with the numbers of the run that was not killed.
+    `--force` starts it again from its first epoch."""
     from sharens import checkpoint
 
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
@@ -313,6 +314,15 @@ def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(smoke_out, data_
     whole = json.loads(next(smoke_out.glob(f"cells/table5_semg/smoke/*__{resumed['key']}.json")).read_text())
     for field in ("accuracy", "epoch_loss", "heldout_loss", "best_epoch", "outcomes"):
         assert resumed[field] == whole[field], field
+
+    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_table(get_table("table5_semg"), "smoke", force=True, **options)
+    assert list(partial.glob("*.pt"))
+    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    (forced,) = [r for r in run_table(get_table("table5_semg"), "smoke", force=True, **options).records
+                 if r["model"] == "DNN"]
+    assert "resumed_after_epochs" not in forced and forced["accuracy"] == whole["accuracy"]
 
 
 def test_diverged_cells_are_marked_and_the_run_goes_on(data_root, tmp_path, monkeypatch):
