@@ -174,20 +174,18 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
     if any(r.get("sweep") for r in doc["rows"]):
         for path, what in plots.sweep_figures(doc, out / f"{table.id}"):
             figures.append(f"![{what}]({path.name})")
-    cost = plots.cost_figure(doc, out / f"{table.id}_cost.png")
-    if cost is not None:
-        figures.append(f"![accuracy against training time, parameters and FLOPs: baseline, SE, DSN, snapshots, "
-                       f"independent ensemble]"
-                       f"({cost.name})")
-    for figure, what in ((plots.reliability_figure, "reliability diagrams of each row's vote, before and after "
-                          "temperature scaling"),
-                         (plots.anytime_figure, "accuracy against forward FLOPs: stopping at each tap, early exit")):
-        drawn = figure(doc, out / f"{table.id}_{figure.__name__.removesuffix('_figure')}.png")
-        if drawn is not None:
-            figures.append(f"![{what}]({drawn.name})")
-    curves = plots.loss_curves(doc, out / f"{table.id}_curves.png")
-    if curves is not None:
-        figures.append(f"![loss curves of the cells unfit for a verdict]({curves.name})")
+    for name, draw, what in (
+            ("cost", plots.cost_figure, "accuracy against training time, parameters and FLOPs: baseline, SE, DSN, "
+                                        "snapshots, independent ensemble"),
+            ("reliability", plots.reliability_figure, "reliability diagrams of each row's vote, before and after "
+                                                      "temperature scaling"),
+            ("anytime", plots.anytime_figure, "accuracy against forward FLOPs: stopping at each tap, early exit"),
+            ("curves", plots.loss_curves, "loss curves of the cells unfit for a verdict")):
+        path = out / f"{table.id}_{name}.png"
+        if draw(doc, path) is None:  # nothing to draw this time: no figure of an earlier report left beside it
+            path.unlink(missing_ok=True)
+        else:
+            figures.append(f"![{what}]({path.name})")
     write_bytes(md_path, (markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n").encode())
     if profile in site.PROFILE_FOLDERS:  # the pages and index of the results tree, so they never go stale
         site.write(site.root_of(out, profile))

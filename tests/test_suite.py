@@ -417,6 +417,20 @@ def test_a_document_holds_each_data_identity_once(smoke_out, tmp_path):
         read_document(tmp_path / "table7_uci.json")
 
 
+def test_a_rewritten_report_leaves_no_figure_it_no_longer_draws(smoke_out, tmp_path, monkeypatch):
+    """A figure an earlier write drew (the loss curves of unfit cells) is removed when the report is written again
+    without it, rather than left beside the report, stale."""
+    from sharens import plots, report
+
+    table, cells = get_table("table5_semg"), read_document(smoke_out / "table5_semg.json")["cells"]
+    report.write(table, "smoke", cells, tmp_path)
+    curves = tmp_path / "table5_semg_curves.png"
+    assert curves.exists()  # smoke cells train 2 epochs: unfit for a verdict, their curves plotted
+    monkeypatch.setattr(plots, "loss_curves", lambda doc, path: None)
+    md, _ = report.write(table, "smoke", cells, tmp_path)
+    assert not curves.exists() and "![loss curves" not in md.read_text()
+
+
 def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_path):
     from sharens import report
 
