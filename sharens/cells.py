@@ -155,14 +155,16 @@ class CellStore:
 
     @staticmethod
     def older_cells(keyless: list[dict], finished: list[dict]) -> list[dict]:
-        """The `keyless` committed cells whose slot (data set, row, preset, seed) no `finished` cell fills: a
-        report keeps showing them, as older cells, until that slot is rerun."""
+        """The `keyless` committed cells of the rows (data set, model, preset) no `finished` cell belongs to: a
+        report keeps showing them, as older cells, until any seed of their row is rerun. A row never mixes the
+        two: its older cells ran other code (and often another budget), so the row shows the rerun seeds alone,
+        reported as incomplete until the rest are in."""
 
-        def slot(record: dict) -> tuple:
-            return record.get("dataset"), record.get("model"), record.get("preset"), record.get("seed")
+        def row(record: dict) -> tuple:
+            return record.get("dataset"), record.get("model"), record.get("preset")
 
-        filled = {slot(record) for record in finished}
-        return [record for record in keyless if slot(record) not in filled]
+        rerun = {row(record) for record in finished}
+        return [record for record in keyless if row(record) not in rerun]
 
     def outcome_files(self) -> dict[str, Path]:
         """{cell key: its outcomes file}, from one listing of the store (file names end in `__<key>.npz`)."""

@@ -260,6 +260,7 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
         for preset in presets:
             claims += _claims(table, dataset, preset, groups, outcomes)
     _judge_claims(claims)
+    not_run = _not_run(table, profile, {key[:3] for key in groups})
     wall = sum(r["provenance"]["wall_seconds"] for r in records)
     by_preset = defaultdict(float)
     for r in records:
@@ -273,7 +274,7 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
         "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES, "health_rules": health.RULES,
         "votes": {name: vote.description for name, vote in VOTES.items()},
         "metrics": {name: metric.description for name, metric in METRICS.items()},
-        "rows": rows, "claims": claims,
+        "rows": rows, "claims": claims, "not_run": not_run,
         "data": {r["dataset"]: r.get("data") for r in records},
         "cells": records,
         "cells_without_outcomes": sum(1 for r in _ok(records) if not r.get("outcomes")),
@@ -283,6 +284,14 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
                        "cell_wall_seconds_total": wall,
                        "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
     }
+
+
+def _not_run(table: Table, profile: str, found: set[tuple]) -> list[dict]:
+    """The rows the profile plans that no cell stands for, under any preset: a run cut short or limited to some
+    rows. A report names them, so that a missing row is never mistaken for one the table does not have."""
+    return [{"dataset": dataset, "model": row.label, "paper": table.paper.get(row.label, {}).get(dataset)}
+            for dataset in table.datasets for row in table.rows(table.profiles.get(profile))
+            if row.variant != CITED and (dataset, row.pair or row.label, row.variant) not in found]
 
 
 def _presets_as_run(records: list[dict]) -> dict[str, dict]:

@@ -79,17 +79,24 @@ def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def loss_curves(doc: dict, path: Path, limit: int = 12) -> Path | None:
-    """Training (solid) and held-out (dashed) loss per epoch of the cells behind rows without a verdict for
-    health reasons, one panel per row (at most `limit`), one line per seed; the dotted line is the class
-    prior's entropy, where a net that learned nothing sits."""
-    rows = [r for r in doc["rows"] if r.get("health", {}).get("status", "ok") != "ok"][:limit]
-    cells = {(r["dataset"], r["model"], r["preset"]): [] for r in rows}
+def unhealthy_curves(doc: dict) -> dict[tuple, list[dict]]:
+    """{(data set, model, preset): its cells that recorded loss curves} for each row without a verdict for
+    health reasons (an empty list where its cells, from older runs, recorded none)."""
+    cells = {(r["dataset"], r["model"], r["preset"]): [] for r in doc["rows"]
+             if r.get("health", {}).get("status", "ok") != "ok"}
     for cell in doc["cells"]:
         key = (cell["dataset"], cell["model"], cell["preset"])
         if key in cells and cell.get("epoch_loss"):
             cells[key].append(cell)
-    rows = [r for r in rows if cells[(r["dataset"], r["model"], r["preset"])]]
+    return cells
+
+
+def loss_curves(doc: dict, path: Path, limit: int = 12) -> Path | None:
+    """Training (solid) and held-out (dashed) loss per epoch of the cells behind rows without a verdict for
+    health reasons, one panel per row (at most `limit`), one line per seed; the dotted line is the class
+    prior's entropy, where a net that learned nothing sits."""
+    cells = unhealthy_curves(doc)
+    rows = [r for r in doc["rows"] if cells.get((r["dataset"], r["model"], r["preset"]))][:limit]
     if not rows:
         return None
     columns = min(4, len(rows))

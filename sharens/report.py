@@ -64,6 +64,11 @@ def markdown(doc: dict, table: Table) -> str:
     if partial:
         lines += [f"**Incomplete:** these rows have fewer of the {seeds} seeds than the others (a run cut short or "
                   f"still going); their intervals and verdicts rest on the seeds listed: {'; '.join(partial)}.", ""]
+    if doc.get("not_run"):
+        missing = "; ".join(f"{r['model']} ({r['dataset']}" + ("" if r["paper"] is None else f", paper {r['paper']:g}")
+                            + ")" for r in doc["not_run"])
+        lines += [f"**Not run:** the {doc['profile']} profile plans these rows, and no cell of this report stands "
+                  f"for them yet, so they have no verdict: {missing}.", ""]
     if doc["cells_without_outcomes"]:
         lines += [f"**Older cells:** {doc['cells_without_outcomes']} finished cells of this table come from runs "
                   "that kept no per-row outcomes; statistics over test rows need those cells rerun.", ""]

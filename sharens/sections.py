@@ -58,9 +58,17 @@ def _health_section(doc: dict) -> list[str]:
         return []
     body = [[r["dataset"], r["model"], r.get("preset") or "", r["health"]["status"],
              f"{r['health']['cells']}/{r['health']['of']}", r["health"]["evidence"]] for r in rows]
+    curves = plots.unhealthy_curves(doc)
+    unrecorded = [f"{model} ({preset or 'classic'}, {dataset})"
+                  for (dataset, model, preset), cells in curves.items() if not cells]
+    if len(unrecorded) == len(curves):
+        where = "none of their cells recorded loss curves, so none are plotted"
+    else:
+        where = f"the loss curves of their cells are plotted in `{doc['table']}_curves.png` (linked below)"
+        if unrecorded:
+            where += f", except for {', '.join(unrecorded)}, whose cells recorded none"
     return ["## Cells unfit for a verdict", "",
-            "These rows get a health status instead of a verdict (rules in the settings); the loss curves of their "
-            f"cells, where recorded, are plotted in `{doc['table']}_curves.png` (linked below).", "",
+            f"These rows get a health status instead of a verdict (rules in the settings); {where}.", "",
             tabulate(body, headers=["Data set", "Model", "Preset", "Status", "Cells", "Evidence (first cell)"],
                      tablefmt="github"), ""]
 

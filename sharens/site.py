@@ -67,9 +67,11 @@ def _reports(root: Path) -> list[tuple[Path, dict]]:
 
 def verdicts(doc: dict) -> tuple[Counter, dict[str, Counter]]:
     """(rows, {claim: claims}) of a table's document, counted by verdict; a row or claim without a verdict
-    counts by its health status or why not (cited rows are left out)."""
+    counts by its health status or why not (cited rows are left out), a planned row without cells as not run."""
     rows = Counter(r.get("verdict") or (r["status"] if r["status"] != "ok" else "no paper number")
                    for r in doc["rows"] if r["variant"] != "cited")
+    if doc.get("not_run"):
+        rows["not run"] = len(doc["not_run"])
     by_claim = {name: Counter(c["verdict"] for c in doc["claims"] if claims.kind(c).name == name)
                 for name in CLAIMS}
     return rows, by_claim

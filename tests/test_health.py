@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table
-from sharens import document, health, stats
+from sharens import document, health, plots, report, stats
 from sharens.backbones import build_backbone
 from sharens.ensemble import SharingEnsemble
 from sharens.execute import build_model
@@ -151,7 +151,7 @@ def test_figure2_controls_xavier_init_and_a_deeply_supervised_net():
     assert weight.abs().max() <= 5 / 3 * math.sqrt(6 / 1152) + 1e-6 and weight.std() > 0.05
 
 
-def test_no_verdict_rests_on_an_unfit_cell():
+def test_no_verdict_rests_on_an_unfit_cell(tmp_path):
     """A row with one collapsed seed, and the claim built on it, get the health status, not a verdict."""
     table = get_table("table7_uci")
     spec = {"network": {"optimizer": {"name": "tuned", "lr0": 1, "lr_min": 1, "why": ""}}}
@@ -173,6 +173,11 @@ def test_no_verdict_rests_on_an_unfit_cell():
     (claim,) = doc["claims"]
     assert claim["verdict"] == health.COLLAPSED and "p_holm" not in claim["gain"]
     np.testing.assert_allclose(claim["gain"]["mean"], 3.0)
+    assert "plotted in `table7_uci_curves.png`" in report.markdown(doc, table)
+    for record in doc["cells"]:  # cells of a run that kept no curves: the report says none are plotted
+        del record["epoch_loss"]
+    assert "none of their cells recorded loss curves" in report.markdown(doc, table)
+    assert plots.loss_curves(doc, tmp_path / "curves.png") is None
 
 
 def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained():

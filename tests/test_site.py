@@ -72,6 +72,8 @@ def test_the_index_counts_each_tables_verdicts(tmp_path):
     for path in built.glob("*.json"):
         assert f'href="{path.stem}.html"' in index
     assert "reproduced: " in index and "Profile <code>quick</code>" in index
+    doc = {"rows": [], "claims": [], "not_run": [{"dataset": "cifar10", "model": "Deep CNN", "paper": 83.0}]}
+    assert site.verdicts(doc)[0] == {"not run": 1}
 
 
 def test_writing_a_report_rewrites_the_pages_of_its_tree(tmp_path):

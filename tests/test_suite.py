@@ -444,7 +444,11 @@ def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_pa
     dropped = [c for c in cells if not (c["model"] == "DNN" and c["preset"] == "paper" and c["seed"] == 1)]
     markdown = report.markdown(document.build(get_table("table5_semg"), "smoke", dropped), get_table("table5_semg"))
     assert "**Incomplete:** these rows have fewer of the 2 seeds than the others" in markdown
-    assert "DNN (paper, semg): 1" in markdown
+    assert "DNN (paper, semg): 1" in markdown and "**Not run:**" not in markdown
+    no_forest = document.build(get_table("table5_semg"), "smoke", [c for c in cells if c["model"] != "Random Forest"])
+    assert no_forest["not_run"] == [{"dataset": "semg", "model": "Random Forest", "paper": 29.62}]
+    assert "so they have no verdict: Random Forest (semg, paper 29.62)." in report.markdown(no_forest,
+                                                                                             get_table("table5_semg"))
 
 
 def test_dry_run_and_a_report_from_the_cell_store(smoke_out, data_root, tmp_path, capsys):
@@ -489,10 +493,11 @@ def test_a_fresh_clone_resumes_from_committed_results(smoke_out, data_root, tmp_
     assert len(json.loads((clone / "table5_semg.json").read_text())["cells"]) == 50
 
 
-def test_committed_cells_from_before_keys_stay_in_the_report_until_their_slot_is_rerun(smoke_out, data_root,
-                                                                                      tmp_path):
+def test_committed_cells_from_before_keys_stay_in_the_report_until_their_row_is_rerun(smoke_out, data_root,
+                                                                                     tmp_path):
     """Cells committed before cells were keyed cannot be stored or resumed; a report keeps them (as older cells)
-    beside the cells of today's plan, and drops each once its (data set, row, preset, seed) is rerun."""
+    beside the cells of today's plan, and drops a row's older cells once any of its seeds is rerun, so that no
+    row mixes cells of two code versions."""
     doc = json.loads((smoke_out / "table5_semg.json").read_text())
     for cell in doc["cells"]:
         if cell["model"] == "Random Forest":
@@ -503,7 +508,7 @@ def test_committed_cells_from_before_keys_stay_in_the_report_until_their_slot_is
     assert len(before.records) == 0 and len(before.errors) == 50  # nothing keyed without the outcomes pack
     assert {c["model"] for c in before.older} == {"Random Forest"} and len(before.reported) == 2
     after = run_table(table, "smoke", out=tmp_path, data_root=data_root, rows=["Random Forest"], seeds=1)
-    assert [c["seed"] for c in after.older] == [1] and len(after.records) == 1
+    assert after.older == [] and [c["seed"] for c in after.reported] == [0]  # not beside the older seed 1
 
 
 def test_committed_cells_keep_their_keys_when_a_spec_field_is_added(data_root, tmp_path):
