@@ -11,23 +11,23 @@ from pathlib import Path
 import torch
 
 PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "librosa", "tabulate", "sharens")
+PACKAGE_FOLDER = Path(__file__).resolve().parent  # git runs here: the checkout this code comes from
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, where: Path = PACKAGE_FOLDER) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parent,
-        )
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=where)
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip()
 
 
-def git_revision() -> str | None:
-    """HEAD's hash, suffixed `-dirty` when tracked files differ from it."""
-    head = _git("rev-parse", "HEAD")
-    if head and _git("status", "--porcelain", "--untracked-files=no"):
+def git_revision(where: Path = PACKAGE_FOLDER) -> str | None:
+    """HEAD's hash, suffixed `-dirty` when tracked files other than the results tree differ from it: results
+    are what runs write (a report rebuilt beside others, a cell landing), not what computes them."""
+    head = _git("rev-parse", "HEAD", where=where)
+    if head and _git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results",
+                     where=where):
         head += "-dirty"
     return head
 

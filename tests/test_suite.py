@@ -584,3 +584,26 @@ def test_a_fresh_data_root_is_downloaded_verified_and_run(data_root, tmp_path, m
         assert {c["model"] for c in cells} == {"DNN"} and all(c["status"] == "ok" for c in cells)
     requests = len(server.requests)
     assert main(args) == 0 and len(server.requests) == requests  # all there now: nothing fetched again
+
+
+def test_a_revision_is_dirty_when_code_changes_not_when_results_do(tmp_path):
+    """Rebuilding one report changes the tracked results the next report's provenance would call dirty."""
+    from sharens.provenance import git_revision
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    (tmp_path / "sharens").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "sharens" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    head, package = git("rev-parse", "HEAD"), tmp_path / "sharens"
+    assert git_revision(package) == head
+    (tmp_path / "results" / "table.md").write_text("rebuilt\n")
+    assert git_revision(package) == head
+    (package / "code.py").write_text("x = 2\n")
+    assert git_revision(package) == f"{head}-dirty"
