@@ -81,7 +81,7 @@ def sweep_figures(doc: dict, stem: Path) -> list[tuple[Path, str]]:
 
 def unhealthy_curves(doc: dict) -> dict[tuple, list[dict]]:
     """{(data set, model, preset): its cells that recorded loss curves} for each row without a verdict for
-    health reasons (an empty list where its cells, from older runs, recorded none)."""
+    health reasons (an empty list where none of its cells recorded any)."""
     cells = {(r["dataset"], r["model"], r["preset"]): [] for r in doc["rows"]
              if r.get("health", {}).get("status", "ok") != "ok"}
     for cell in doc["cells"]:
