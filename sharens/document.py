@@ -245,22 +245,23 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
     for r in sorted(records, key=lambda r: r["seed"]):
         groups[(r["dataset"], r["pair"] or r["model"], r["variant"], r["preset"])].append(r)  # classic: no pair
     presets = sorted({r["preset"] for r in records if r["preset"]})
+    planned = table.rows(table.profiles.get(profile))
     rows, claims = [], []
     for dataset in table.datasets:
-        for row in table.rows(table.profiles.get(profile)):
+        for row in planned:
             if row.variant == CITED and dataset in table.paper[row.label]:
                 rows.append({"dataset": dataset, "model": row.label, "pair": None, "variant": CITED, "preset": None,
                              "paper": table.paper[row.label][dataset], "quoted_from": table.quoted.get(row.label),
                              "accuracy": None, "status": "cited, not re-run"})
         for preset in [None, *presets]:
-            for row in table.rows(table.profiles.get(profile)):
+            for row in planned:
                 found = groups.get((dataset, row.pair or row.label, row.variant, preset))
                 if found:
                     rows.append(_row(table, dataset, row, preset, found, outcomes))
         for preset in presets:
             claims += _claims(table, dataset, preset, groups, outcomes)
     _judge_claims(claims)
-    not_run = _not_run(table, profile, {key[:3] for key in groups})
+    not_run = _not_run(table, planned, {key[:3] for key in groups})
     wall = sum(r["provenance"]["wall_seconds"] for r in records)
     by_preset = defaultdict(float)
     for r in records:
@@ -286,11 +287,11 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
     }
 
 
-def _not_run(table: Table, profile: str, found: set[tuple]) -> list[dict]:
-    """The rows the profile plans that no cell stands for, under any preset: a run cut short or limited to some
-    rows. A report names them, so that a missing row is never mistaken for one the table does not have."""
+def _not_run(table: Table, planned: list[Row], found: set[tuple]) -> list[dict]:
+    """The `planned` rows that no cell stands for, under any preset: a run cut short or limited to some rows. A
+    report names them, so that a missing row is never mistaken for one the table does not have."""
     return [{"dataset": dataset, "model": row.label, "paper": table.paper.get(row.label, {}).get(dataset)}
-            for dataset in table.datasets for row in table.rows(table.profiles.get(profile))
+            for dataset in table.datasets for row in planned
             if row.variant != CITED and (dataset, row.pair or row.label, row.variant) not in found]
 
 
