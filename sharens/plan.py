@@ -79,9 +79,12 @@ class CellSpec:
 
     def key_dict(self) -> dict:
         """What the cell's key hashes: `as_dict` less fields added after cells were stored, when at their
-        default (so adding such a field leaves every stored cell's key as it was)."""
+        default (so adding such a field leaves every stored cell's key as it was), and with the device options
+        of a plain CPU run: a cell trained on a GPU or with --speed stands for its row wherever it is reported
+        (its record keeps the options it ran with, and the report names them), and a plain run resumes it."""
         spec = self.as_dict()
         if spec["network"]:
+            spec["network"]["speed"] = {}
             for name, default in KEYED_ONLY_OFF_DEFAULT.items():
                 if spec["network"][name] == default:
                     del spec["network"][name]

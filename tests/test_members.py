@@ -86,7 +86,7 @@ def test_members_keep_their_own_batch_norm_statistics():
 
 
 def test_only_ensembles_of_batchable_backbones_record_batched_members():
-    """The option enters a cell's spec (and key) only where it acts, so plain and LSTM cells keep their keys."""
+    """The option enters a cell's spec only where it acts, so the spec of a plain or LSTM cell says what ran."""
     table = get_table("table5_semg")
     specs = plan(table, table.profile("full"), 1, ["tuned"], ["semg"], Speed(batched_members=True))
     recorded = {s.row.label: s.network.speed for s in specs if s.network}
@@ -134,6 +134,10 @@ def test_a_rows_seeds_trained_together_match_their_cells_trained_alone(data_root
 
     alone, together = run("alone", ()), run("together", ("batched_seeds", "batched_members"))
     assert not alone.errors and not together.errors and len(alone.records) == len(together.records) == 4
+    # device options are recorded, not keyed: a plain plan (a CPU rebuild of a GPU lease's cells) reports them
+    plain = run_table(table, "smoke", out=tmp_path / "together", data_root=data_root, execute=False)
+    assert sorted(r["key"] for r in plain.records) == sorted(r["key"] for r in alone.records)
+    assert all(r["spec"]["network"]["speed"] for r in plain.records)
     for a, b in zip(alone.records, together.records, strict=True):
         assert (a["model"], a["seed"], a["steps"]) == (b["model"], b["seed"], b["steps"])
         assert b["provenance"]["trained_with_seeds"] == [0, 1] and "trained_with_seeds" not in a["provenance"]
