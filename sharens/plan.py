@@ -81,7 +81,8 @@ class CellSpec:
         """What the cell's key hashes: `as_dict` less fields added after cells were stored, when at their
         default (so adding such a field leaves every stored cell's key as it was), and with the device options
         of a plain CPU run: a cell trained on a GPU or with --speed stands for its row wherever it is reported
-        (its record keeps the options it ran with, and the report names them), and a plain run resumes it."""
+        (its record keeps the options it ran with, and the report names them), and no run with other options
+        redoes it (a checkpoint, though, resumes only under the options that wrote it: `sharens.checkpoint`)."""
         spec = self.as_dict()
         if spec["network"]:
             spec["network"]["speed"] = {}

@@ -318,7 +318,7 @@ def train(
         return copy.deepcopy(model.state_dict())
 
     done_epochs, seconds_before = 0, 0.0
-    saved = checkpoints.load(checkpoint, device)
+    saved = checkpoints.load(checkpoint, device, asdict(speed))
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -351,7 +351,7 @@ def train(
         if checkpoint is not None and time.perf_counter() - last_saved >= checkpoints.EVERY_SECONDS:
             sync_device(device)
             last_saved = time.perf_counter()
-            checkpoints.save(checkpoint, device, {
+            checkpoints.save(checkpoint, device, asdict(speed), {
                 "epoch": epoch, "seconds": seconds_before + time.perf_counter() - start,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "generator": generator.get_state(),

@@ -1,5 +1,7 @@
 """The training loop: determinism, learning at all, divergence detection; statistics and verdicts."""
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,7 @@ def test_same_seed_gives_bit_identical_model_and_logits():
 def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_path, monkeypatch):
     """Killed after some epochs and run again, a run resumes after its last saved epoch and ends bit-identical to
     one run in one go (weights, curves, the epoch it keeps), and its file is removed. A file that another device
-    wrote is not resumed from."""
+    wrote, or a run with other device options (which a cell's key leaves out), is not resumed from."""
     from sharens import checkpoint, training
 
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
@@ -74,14 +76,15 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_pa
     assert resumed[1].resumed_after == [4] and not path.exists()
     same(resumed, whole)
 
-    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_5)
-    with pytest.raises(KeyboardInterrupt):
-        fit(path)
-    torch.save({**torch.load(path, weights_only=True), "device": "another device"}, path)
-    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
-    restarted = fit(path)
-    assert restarted[1].resumed_after == []
-    same(restarted, whole)
+    for written_elsewhere in ({"device": "another device"}, {"options": asdict(Speed(channels_last=True))}):
+        monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_5)
+        with pytest.raises(KeyboardInterrupt):
+            fit(path)
+        torch.save({**torch.load(path, weights_only=True), **written_elsewhere}, path)
+        monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+        restarted = fit(path)
+        assert restarted[1].resumed_after == []
+        same(restarted, whole)
 
 
 def test_different_seeds_differ():
