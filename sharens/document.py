@@ -40,6 +40,14 @@ def _status(records: list[dict]) -> str:
     return f"{bad[0]['status']} ({len(bad)}/{len(records)} seeds, at step {steps})"
 
 
+def row_status(row: dict) -> str:
+    """What a row's Status says: its run's trouble ("diverged (…)", "cited, not re-run") first, else its health
+    status, so a row without a paper number (no verdict to carry it) still shows a collapsed or under-trained cell."""
+    if row["status"] != "ok":
+        return row["status"]
+    return (row.get("health") or {}).get("status", health.OK)
+
+
 def _comparable(table: Table, dataset: str, records: list[dict]) -> bool:
     """Were these cells run on the paper's split sizes (not a partial copy, not a profile's slice)?"""
     split = table.paper_split.get(dataset)

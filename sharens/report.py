@@ -88,7 +88,7 @@ def markdown(doc: dict, table: Table) -> str:
             r["model"] + (f" {r['quoted_from']}" if r.get("quoted_from") else ""),
             r.get("preset") or "",
             pct(r["paper"]), _accuracy_cell(r), interval(r.get("interval")), pct(r.get("delta"), signed=True),
-            r.get("verdict") or "", r["status"],
+            r.get("verdict") or "", document.row_status(r),
             _rate(r.get("train_samples_per_s")),
             "" if r.get("train_seconds") is None else f"{r['train_seconds']:.1f}",
             _rate(r.get("params")),

@@ -22,6 +22,7 @@ from markdown_it import MarkdownIt
 from sharens import claims
 from sharens.atomic import write_bytes
 from sharens.claims import CLAIMS
+from sharens.document import row_status
 
 # the profiles a site shows and where a results tree keeps each (see cli._out): `full` at its root, `quick`
 # under it; smoke is CI's check and has no pages
@@ -68,7 +69,7 @@ def _reports(root: Path) -> list[tuple[Path, dict]]:
 def verdicts(doc: dict) -> tuple[Counter, dict[str, Counter]]:
     """(rows, {claim: claims}) of a table's document, counted by verdict; a row or claim without a verdict
     counts by its health status or why not (cited rows are left out), a planned row without cells as not run."""
-    rows = Counter(r.get("verdict") or (r["status"] if r["status"] != "ok" else "no paper number")
+    rows = Counter(r.get("verdict") or (status if (status := row_status(r)) != "ok" else "no paper number")
                    for r in doc["rows"] if r["variant"] != "cited")
     if doc.get("not_run"):
         rows["not run"] = len(doc["not_run"])

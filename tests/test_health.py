@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table
-from sharens import document, health, plots, report, stats
+from sharens import document, health, plots, report, site, stats
 from sharens.backbones import build_backbone
 from sharens.ensemble import SharingEnsemble
 from sharens.execute import build_model
@@ -174,6 +174,11 @@ def test_no_verdict_rests_on_an_unfit_cell(tmp_path):
     assert claim["verdict"] == health.COLLAPSED and "p_holm" not in claim["gain"]
     np.testing.assert_allclose(claim["gain"]["mean"], 3.0)
     assert "plotted in `table7_uci_curves.png`" in report.markdown(doc, table)
+    # a row without a paper number (a control) has no verdict to carry its health: its Status and the index say it
+    base.update(paper=None, delta=None, verdict=None)
+    line = next(line for line in report.markdown(doc, table).splitlines() if line.startswith("| DNN "))
+    assert line.split("|")[8].strip() == health.COLLAPSED
+    assert site.verdicts(doc)[0][health.COLLAPSED] == 1
     for record in doc["cells"]:  # cells of a run that kept no curves: the report says none are plotted
         del record["epoch_loss"]
     assert "none of their cells recorded loss curves" in report.markdown(doc, table)
