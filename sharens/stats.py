@@ -44,6 +44,7 @@ VERDICT_RULES = f"""\
   corrected p < {ALPHA:g}, `not reproduced` when the interval of the gain lies below 0,
   else `inconclusive`. Magnitude: the paper's gain is `consistent` when it lies inside our
   interval widened by the tolerance, else ours is `smaller` or `larger` than the paper's.
+  A claim on one seed is `inconclusive`, with no magnitude and outside the Holm family.
 - our own claims (SE beats DSN, SE beats a snapshot ensemble) are tested the same way,
   in the same Holm family; their direction reads `holds`, `reversed` or `inconclusive`.
 """  # stated in every report
@@ -138,7 +139,8 @@ def paired_gain(treatment: dict[int, np.ndarray], control: dict[int, np.ndarray]
         means = bootstrap_means(diff)
         low, high = np.percentile(means, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
         out.update(ci95=(float(low), float(high)), method=BOOTSTRAP,
-                   p_value=float((1 + np.sum(means <= 0)) / (len(means) + 1)))
+                   # one seed: its interval covers the test rows only, and it tests nothing (see direction_verdict)
+                   p_value=float((1 + np.sum(means <= 0)) / (len(means) + 1)) if len(seeds) >= 2 else None)
         return out
     out["method"] = "t over seeds (the cells kept no per-row outcomes)"
     if out["n"] >= 2 and out["std"]:
@@ -163,6 +165,8 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
 
 
 def direction_verdict(gain: dict, adjusted_p: float | None) -> str:
+    if gain["n"] < 2:  # as for a row: with one seed the seed variance of the gain is unknown
+        return INCONCLUSIVE
     interval = gain.get("ci95")
     if adjusted_p is not None and adjusted_p < ALPHA:
         return REPRODUCED
@@ -173,7 +177,7 @@ def direction_verdict(gain: dict, adjusted_p: float | None) -> str:
 
 def magnitude_verdict(gain: dict, paper_gain: float | None, tolerance: float) -> str | None:
     interval = gain.get("ci95")
-    if paper_gain is None or interval is None:
+    if paper_gain is None or interval is None or gain["n"] < 2:
         return None
     if interval[0] - tolerance <= paper_gain <= interval[1] + tolerance:
         return "consistent"

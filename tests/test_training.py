@@ -161,9 +161,15 @@ def test_paired_gain_pairs_seeds_and_rows_and_holm_corrects():
     same = stats.paired_gain(base, base, (accuracy[1], accuracy[1]))
     assert same["ci95"] == (0.0, 0.0) and same["p_value"] == 1.0
     assert stats.direction_verdict(gain, 0.001) == stats.REPRODUCED
-    assert stats.direction_verdict({"ci95": (-3.0, -1.0)}, 0.9) == stats.NOT_REPRODUCED
-    assert stats.magnitude_verdict({"ci95": (1.0, 2.0)}, 2.5, 1.0) == "consistent"
-    assert stats.magnitude_verdict({"ci95": (1.0, 2.0)}, 9.0, 1.0) == "ours smaller"
+    assert stats.direction_verdict({"ci95": (-3.0, -1.0), "n": 3}, 0.9) == stats.NOT_REPRODUCED
+    assert stats.magnitude_verdict({"ci95": (1.0, 2.0), "n": 3}, 2.5, 1.0) == "consistent"
+    assert stats.magnitude_verdict({"ci95": (1.0, 2.0), "n": 3}, 9.0, 1.0) == "ours smaller"
+    # one seed, as for a row: its interval covers the test rows alone, so no verdict and no test in Holm's family
+    one = stats.paired_gain({0: se[0]}, {0: base[0]}, ({0: accuracy[0][0]}, {0: accuracy[1][0]}))
+    assert one["n"] == 1 and one["ci95"][0] > 0 and one["p_value"] is None
+    assert stats.direction_verdict(one, None) == stats.INCONCLUSIVE
+    assert stats.magnitude_verdict(one, 2.0, 1.0) is None
+    assert stats.direction_verdict({**one, "ci95": (-3.0, -1.0)}, None) == stats.INCONCLUSIVE
     assert stats.holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
 
 
