@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sharens.ensemble import TappedBackbone
+from sharens.ensemble import DEFAULT_INIT, TappedBackbone
 
 
 def pyramid_widths(first: int, depth: int, shrink: float = math.sqrt(2)) -> list[int]:
@@ -126,7 +126,7 @@ class DeepLSTM(TappedBackbone):
 
 
 def _default_init(layers: nn.Module, activation: str) -> str:
-    return "PyTorch default (Kaiming-uniform, a = sqrt 5; bias uniform in ±1/sqrt(fan_in))"
+    return DEFAULT_INIT
 
 
 def _xavier_tanh(layers: nn.Module, activation: str) -> str:
@@ -153,7 +153,7 @@ class ConvNet(_LayerStack):
     `activation` = "tanh" is the Figure 2 variant; `batch_norm` = False drops BN.
     `init` = "xavier_tanh" draws every convolution's weight Glorot-uniform with
     the tanh gain (5/3) and zero bias, the classic cure for vanishing signals
-    in deep tanh nets; "default" keeps PyTorch's (Kaiming-uniform, a = sqrt 5).
+    in deep tanh nets; "default" keeps PyTorch's (`ensemble.DEFAULT_INIT_MEANING`).
     """
 
     def __init__(self, input_shape: Sequence[int], layers: Sequence[Sequence[int]], dims: int = 2,
@@ -226,6 +226,8 @@ class CifarResNet(TappedBackbone):
     `readout` = "pool" lets the other taps' heads read pooled channels (16, 32 or 64
     numbers), "flatten" the whole map. He (fan-out) initialization.
     """
+
+    init = "He: Kaiming-normal (fan-out, ReLU) on every convolution"
 
     def __init__(self, input_shape: Sequence[int], n: int, residual: bool = True, readout: str = "pool"):
         super().__init__()

@@ -22,6 +22,12 @@ def tap_of(head_name: str) -> str:
     return head_name.split("/")[0]
 
 
+DEFAULT_INIT = "PyTorch default"  # each layer as its own constructor draws it (DEFAULT_INIT_MEANING)
+DEFAULT_INIT_MEANING = ("linear and convolution layers Kaiming-uniform (a = sqrt 5) with bias uniform in "
+                        "±1/sqrt(fan_in), LSTM weights and biases uniform in ±1/sqrt(hidden size), embeddings N(0, 1), "
+                        "batch norm weight 1 and bias 0")
+
+
 class TappedBackbone(nn.Module):
     """A network whose `forward` returns {tap name: activation}, in depth order.
 
@@ -30,7 +36,7 @@ class TappedBackbone(nn.Module):
     """
 
     tap_features: dict[str, int]
-    init: str = "PyTorch default"  # how its layers were initialised, as a report states it
+    init: str = DEFAULT_INIT  # how its layers were initialised, as a report states it
     batchable: bool = True  # torch.func.vmap can run copies of it at once (see sharens.members)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover

@@ -5,22 +5,32 @@ kept its settings in `config`, stored the hard vote and best/last head as
 separate keys, and kept no per-row outcomes. `upgrade` fills in `pair`,
 `variant`, `spec` (the parts a report reads), `votes`, `metrics` and the one
 health rule it can still apply (too few epochs); the statistics that need
-per-row outcomes say that such cells lack them.
+per-row outcomes say that such cells lack them. An init worded as an earlier
+revision worded it reads in today's words.
 """
 
 from __future__ import annotations
 
 from sharens.benchmark import Table
+from sharens.ensemble import DEFAULT_INIT
 from sharens.health import DIVERGED, MIN_EPOCHS, NOT_RECORDED, UNDER_TRAINED, judge_classic
 
 _VOTE_KEYS = {"hard": "hard_vote_accuracy", "best_head": "best_head_accuracy", "last_head": "last_head_accuracy"}
 
 
+# Earlier wordings of an init, as records of their revisions hold them: {then: today's}. Between 9dcb3bf and
+# the revision that made every default-initialised backbone say DEFAULT_INIT, ConvNet spelled it out.
+_INIT_WORDING = {"PyTorch default (Kaiming-uniform, a = sqrt 5; bias uniform in ±1/sqrt(fan_in))": DEFAULT_INIT}
+
+
 def upgrade(record: dict, table: Table) -> dict:
     """Today's fields of an older record, derived afresh each time (so a rebuilt document stays upgradable).
 
-    An older record is one with `kind`, which today's records never have.
+    An older record is one with `kind`, which today's records never have, or one whose init is worded as an
+    earlier revision worded it (so one init reads as one in a report).
     """
+    if record.get("init") in _INIT_WORDING:
+        record = {**record, "init": _INIT_WORDING[record["init"]]}
     if "kind" not in record:
         return record
     record = dict(record)

@@ -15,6 +15,7 @@ from sharens import document, plots, site, stats
 from sharens.atomic import write_bytes, write_json
 from sharens.benchmark import Table
 from sharens.cells import Outcomes, as_written
+from sharens.ensemble import DEFAULT_INIT, DEFAULT_INIT_MEANING
 from sharens.sections import SECTIONS, interval, pct
 from sharens.training import describe
 
@@ -125,8 +126,9 @@ def markdown(doc: dict, table: Table) -> str:
     lines += [f"- {q}: rows marked with it are the paper's quotes of that work, not its own runs." for q in quoted]
     inits = sorted({r["init"] for r in doc["rows"] if r.get("init")})
     if inits:
+        meaning = f" {DEFAULT_INIT}: {DEFAULT_INIT_MEANING}." if DEFAULT_INIT in inits else ""
         lines.append("- Layer initialisation of the networks: " + "; ".join(inits) + "; every head: nn.Linear's "
-                     "default (Kaiming-uniform, a = sqrt 5), as `sharens.ensemble.FusedHeads` draws it.")
+                     "default (Kaiming-uniform, a = sqrt 5), as `sharens.ensemble.FusedHeads` draws it." + meaning)
     lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split())]
     if doc.get("health_rules"):
         lines += ["- Health rules: " + doc["health_rules"] + "."]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table
-from sharens import document, health, plots, report, site, stats
+from sharens import document, health, legacy, plots, report, site, stats
 from sharens.backbones import build_backbone
-from sharens.ensemble import SharingEnsemble
+from sharens.ensemble import DEFAULT_INIT, SharingEnsemble
 from sharens.execute import build_model
 from sharens.plan import plan
 from sharens.training import PRESETS, heldout_loss, train
@@ -149,6 +149,20 @@ def test_figure2_controls_xavier_init_and_a_deeply_supervised_net():
     # Glorot-uniform with gain 5/3 on a 64 -> 64 3x3 conv: bound = 5/3 * sqrt(6 / (2 * 576))
     weight = xavier.layers[5][0].weight
     assert weight.abs().max() <= 5 / 3 * math.sqrt(6 / 1152) + 1e-6 and weight.std() > 0.05
+
+
+def test_every_backbone_states_the_init_it_draws():
+    """A report's init line comes from the cells' records: each backbone must name what it draws, and a record
+    of an earlier revision that worded the default init otherwise reads as today's, so one init reads as one."""
+    resnet = build_backbone("cifar_resnet", (3, 32, 32), n=1)
+    assert "Kaiming-normal" in resnet.init and "fan-out" in resnet.init
+    stem = resnet.stem[0].weight  # 16 filters of 3x3: He fan-out std = sqrt(2 / (16 * 9))
+    assert stem.std().item() == pytest.approx(math.sqrt(2 / 144), rel=0.15)
+    assert build_backbone("convnet", (1, 8, 8), layers=[(4, 1)]).init == DEFAULT_INIT
+    assert build_backbone("deep_lstm", (12,), hidden=5, layers=1, steps=4).init == DEFAULT_INIT
+    earlier = {"init": "PyTorch default (Kaiming-uniform, a = sqrt 5; bias uniform in ±1/sqrt(fan_in))"}
+    assert legacy.upgrade(earlier, figure2_mnist.TABLE)["init"] == DEFAULT_INIT
+    assert legacy.upgrade({"init": "Xavier"}, figure2_mnist.TABLE)["init"] == "Xavier"
 
 
 def test_no_verdict_rests_on_an_unfit_cell(tmp_path):
