@@ -18,8 +18,8 @@ from sharens.health import DIVERGED, MIN_EPOCHS, NOT_RECORDED, UNDER_TRAINED, ju
 _VOTE_KEYS = {"hard": "hard_vote_accuracy", "best_head": "best_head_accuracy", "last_head": "last_head_accuracy"}
 
 
-# Earlier wordings of an init, as records of their revisions hold them: {then: today's}. Between 9dcb3bf and
-# the revision that made every default-initialised backbone say DEFAULT_INIT, ConvNet spelled it out.
+# Earlier wordings of an init, as records of their revisions hold them: {then: today's}. From 9dcb3bf until
+# 9bc021a made every default-initialised backbone say DEFAULT_INIT, ConvNet spelled it out.
 _INIT_WORDING = {"PyTorch default (Kaiming-uniform, a = sqrt 5; bias uniform in ±1/sqrt(fan_in))": DEFAULT_INIT}
 
 
