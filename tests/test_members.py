@@ -21,6 +21,10 @@ SEEDS = [3, 1003, 2003]
 BIAS_BEFORE_BATCH_NORM = {f"backbone.layers.{i}.{part}" for i in range(4) for part in ("0.bias", "1.running_mean")}
 
 
+# how far the class probabilities of a batched seed's cell and its cell alone may part (float16, rounding)
+PROBABILITY_TOLERANCE = 1e-2
+
+
 def _member(seed: int, backbone: str = "mlp") -> SharingEnsemble:
     torch.manual_seed(seed)
     options = {"widths": (48, 32)} if backbone == "mlp" else {"first_width": 48, "depth": 4}
@@ -142,8 +146,14 @@ def test_a_rows_seeds_trained_together_match_their_cells_trained_alone(data_root
         assert (a["model"], a["seed"], a["steps"]) == (b["model"], b["seed"], b["steps"])
         assert b["provenance"]["trained_with_seeds"] == [0, 1] and "trained_with_seeds" not in a["provenance"]
         assert b["epoch_loss"] == pytest.approx(a["epoch_loss"], rel=2e-3)
-        np.testing.assert_allclose(together.outcomes.get(b)["probabilities"].astype(np.float32),
-                                   alone.outcomes.get(a)["probabilities"].astype(np.float32), atol=1e-2)
-        assert b["accuracy"] == pytest.approx(a["accuracy"], abs=101 / a["n_test"])  # one test row at most
+        mine, theirs = together.outcomes.get(b), alone.outcomes.get(a)
+        np.testing.assert_allclose(mine["probabilities"].astype(np.float32),
+                                   theirs["probabilities"].astype(np.float32), atol=PROBABILITY_TOLERANCE)
+        # a row's vote may flip only where the probabilities sit within the tolerance of a tie: which rows do is
+        # the CPU's rounding (on an Intel Xeon 3 of 120, each a tie in float16; none on an AMD EPYC), so no
+        # accuracy is asserted
+        flipped = mine["predicted"] != theirs["predicted"]
+        top2 = np.sort(theirs["probabilities"].astype(np.float32), axis=-1)[:, -2:]
+        assert np.all(top2[flipped, 1] - top2[flipped, 0] <= 2 * PROBABILITY_TOLERANCE), "a clear vote flipped"
         if "vote_weights" in a:  # head accuracies on 26 held-out rows: a near-tie may flip one row
             assert b["vote_weights"] == pytest.approx(a["vote_weights"], abs=1.01 / a["n_holdout"])
