@@ -41,10 +41,11 @@ Vote = Callable[[torch.Tensor], torch.Tensor]  # logits (samples, voters, classe
 
 def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.Tensor | None,
             y_held: torch.Tensor | None, groups: list[str], prefix_flops: dict[str, float],
-            vote: Vote, voter_names: list[str]) -> dict:
+            vote: Vote, voter_names: list[str], vote_metrics: dict) -> dict:
     """The analysis of one cell. `groups[h]` names voter h's group (groups in depth order, as `prefix_flops`,
     which gives the forward FLOPs per sample a prediction from the groups up to each one needs); `vote` is the
-    cell's own rule."""
+    cell's own rule, and `vote_metrics` what the cell's record measured of it (`evaluation.measure`): the one
+    computation of the own vote's metrics, which the analysis keeps instead of measuring it again."""
     held_rows = 0 if y_held is None else len(y_held)
     if held_rows < MIN_FIT_ROWS:
         held_logits, y_held = None, None  # too few rows to fit a temperature or a threshold on
@@ -59,6 +60,7 @@ def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.
         rules |= {f"prefix {g}": _voters(_prefix(members, order, g)) for g in order[:-1]}
     calibration = {name: _calibrate(rule, test_logits, y_test, held_logits, y_held) for name, rule in rules.items()}
     own = calibration["vote"]
+    own["summary"]["before"] = dict(vote_metrics)
     result = {
         "version": ANALYSIS_VERSION,
         "held_out_rows": held_rows,

@@ -309,6 +309,40 @@ def cmd_unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Rerun a sample of committed cells here; exit 1 when a verdict would change, 2 on bad input."""
+    from benchmarks import IMPLEMENTED, UnknownTable, get_table
+    from sharens.verify import Sample, lines, verify
+
+    try:
+        tables = [get_table(t) for t in args.table or IMPLEMENTED]
+        sample = Sample(args.sample, args.seed, args.cheapest)
+    except (UnknownTable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    changed = False
+    for table in tables:
+        try:
+            found = verify(table, args.profile, results=_out(args.results, args.profile), sample=sample,
+                           data_root=args.data_root, out=args.out, jobs=args.jobs, force=args.force)
+        except (DataError, ValueError, RuntimeError) as exc:
+            print(f"error: {table.id}: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(lines(found)), flush=True)
+        changed |= bool(found["changes"])
+    return 1 if changed else 0
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    """Simulate the coverage of the interval every verdict rests on and store it where reports quote it."""
+    from sharens import coverage
+
+    path = coverage.write()
+    found = coverage.stored()
+    print(f"{coverage.summary(found)}; widest against its allowance {found['max_width_over_bound']:.2f} -> {path}")
+    return 0
+
+
 def _speed_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument("--speed", action="append", choices=SPEED_OPTIONS, default=[], metavar="OPTION",
                          help="switch on a training.Speed option beyond the device's defaults (repeatable): "
@@ -403,6 +437,25 @@ def parser() -> argparse.ArgumentParser:
                     help="MiB per chunk (default: all that a call carries beside the checkout's files)")
     st.add_argument("--data-root", type=Path, default=None)
     st.set_defaults(func=cmd_stage)
+
+    v = sub.add_parser("verify", help="rerun a sample of committed cells here: their drift, and any verdict that "
+                                      "would change (exit 1)")
+    v.add_argument("--table", action="append", metavar="ID", help="table id (repeatable; default: every table)")
+    v.add_argument("--profile", choices=PROFILES, default="full")
+    v.add_argument("--sample", type=int, default=20, metavar="N", help="cells to rerun per table (default 20)")
+    v.add_argument("--seed", type=int, default=0, help="which cells: the draw's seed (default 0)")
+    v.add_argument("--cheapest", action="store_true", help="the N cheapest cells (by committed wall time) instead")
+    v.add_argument("--results", type=Path, default=None,
+                   help="the committed results (default: results/ for full, results/<profile>/ otherwise)")
+    v.add_argument("--out", type=Path, default=Path("results") / "verify",
+                   help="where the reruns and <table>.<profile>.json go (default results/verify)")
+    v.add_argument("--jobs", type=int, default=1, help="CPU worker processes (default 1)")
+    v.add_argument("--force", action="store_true", help="rerun cells this folder already reran")
+    v.add_argument("--data-root", type=Path, default=None)
+    v.set_defaults(func=cmd_verify)
+
+    cov = sub.add_parser("coverage", help="simulate the verdicts' interval's coverage -> sharens/coverage.json")
+    cov.set_defaults(func=cmd_coverage)
 
     u = sub.add_parser("unpack", help="put the cells a lease brought back into the results and rebuild reports")
     u.add_argument("archive", nargs="+", type=Path)

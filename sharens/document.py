@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from sharens import analysis, health, legacy, provenance, stats
+from sharens import analysis, coverage, health, legacy, provenance, stats
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
 from sharens.claims import CLAIMS, kind
@@ -61,7 +61,9 @@ def _metric_mean(name: str, ok: list[dict], outcomes: Outcomes | None) -> float 
     for record in ok:
         value = (record.get("metrics") or {}).get(name)
         arrays = outcomes.get(record) if value is None and outcomes else None
-        if arrays is not None and "probabilities" in arrays:
+        if arrays is not None and name == "accuracy":  # the stored predictions, never rounded probabilities
+            value = 100.0 * float(np.mean(arrays["predicted"] == arrays["y"]))
+        elif arrays is not None and "probabilities" in arrays:
             value = METRICS[name].compute(torch.from_numpy(arrays["probabilities"].astype(np.float32)),
                                           torch.from_numpy(arrays["y"].astype(np.int64)))
         if value is not None and np.isfinite(value):
@@ -100,15 +102,21 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
     values = [r["accuracy"] for r in ok]
     accuracy = stats.summarize(values)
     correct = _correct(records, outcomes)
-    interval = stats.accuracy_interval(np.stack(list(correct.values())) if correct else None, values,
-                                       records[0]["n_test"]) if ok else None
+    per_row = np.stack(list(correct.values())) if correct else None
+
+    def judged(method: str) -> tuple[dict | None, str | None]:
+        interval = stats.accuracy_interval(per_row, values, records[0]["n_test"], method) if ok else None
+        return interval, stats.row_verdict(interval, len(values), paper, table.tolerance)
+
+    interval, verdict = judged(stats.PRIMARY)
     unhealthy = _unhealthy(records)
+    sensitivity = None  # set where the interval decides the verdict
     if not _comparable(table, dataset, records):
         verdict = stats.NOT_COMPARABLE
     elif unhealthy:
         verdict = unhealthy["status"]
-    else:
-        verdict = stats.row_verdict(interval, len(values), paper, table.tolerance)
+    elif verdict is not None:
+        sensitivity = {method: other for method in stats.ALTERNATIVES if (other := judged(method)[1]) != verdict}
     return {
         "dataset": dataset, "model": row.label, "pair": row.pair, "variant": row.variant, "preset": preset,
         "paper": paper,
@@ -118,6 +126,8 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         "seeds": [r["seed"] for r in ok],  # of accuracy's values, in order
         "delta": accuracy["mean"] - paper if paper is not None and values else None,
         "verdict": verdict if paper is not None and values else None,
+        # {alternative method: the verdict it would give} where that differs; None where no interval decides
+        "sensitivity": sensitivity if paper is not None and values else None,
         "status": _status(records),
         "health": unhealthy or {"status": health.OK},
         "metrics": {name: _metric_mean(name, ok, outcomes) for name in METRICS},
@@ -199,11 +209,15 @@ def _claim(table: Table, dataset: str, preset: str, pair, claim_kind, se: list[d
     paper_gain = None
     if dataset in paper.get(pair.se_name, {}) and dataset in paper.get(against, {}):
         paper_gain = paper[pair.se_name][dataset] - paper[against][dataset]
-    gain = stats.paired_gain(_correct(se, outcomes), _correct(other, outcomes), (_by_seed(se), _by_seed(other)))
+    sides = (_correct(se, outcomes), _correct(other, outcomes), (_by_seed(se), _by_seed(other)))
+    gain = stats.paired_gain(*sides)
     unhealthy = _unhealthy(other + se)
     claim = {
         "claim": claim_kind.name, "dataset": dataset, "pair": pair.name, "preset": preset, "against": against,
         "paper_gain": paper_gain, "gain": gain, "tolerance": table.tolerance,
+        # the same gain under each alternative method: the sensitivity line's evidence
+        "alternatives": {method: {key: found[key] for key in ("ci95", "p_value")}
+                         for method in stats.ALTERNATIVES for found in [stats.paired_gain(*sides, method=method)]},
         # set once every claim of the table is known (Holm's correction needs them all)
         "verdict": stats.NOT_COMPARABLE if not _comparable(table, dataset, other + se)
         else unhealthy["status"] if unhealthy else None,
@@ -233,13 +247,24 @@ def _vote_means(records: list[dict]) -> dict[str, float | None]:
 
 
 def _judge_claims(claims: list[dict]) -> None:
-    """Holm-correct the direction p-values of the claims still open, then give each its verdict."""
+    """Holm-correct the direction p-values of the claims still open within each family (`stats.FAMILIES`), then
+    give each its verdict; the same under every alternative method, for the sensitivity line."""
     open_claims = [c for c in claims if c["verdict"] is None]
-    for claim, adjusted in zip(open_claims, stats.holm([c["gain"].get("p_value") for c in open_claims]),
-                               strict=True):
-        claim["gain"]["p_holm"] = adjusted
-        claim["verdict"] = kind(claim).direction(stats.direction_verdict(claim["gain"], adjusted))
-        claim["magnitude"] = stats.magnitude_verdict(claim["gain"], claim["paper_gain"], claim["tolerance"])
+    for claim in open_claims:
+        claim["family"] = stats.FAMILIES[kind(claim).paper]
+        claim["sensitivity"] = {}
+    for family in stats.FAMILIES.values():
+        members = [c for c in open_claims if c["family"] == family]
+        for claim, adjusted in zip(members, stats.holm([c["gain"].get("p_value") for c in members]), strict=True):
+            claim["gain"]["p_holm"] = adjusted
+            claim["verdict"] = kind(claim).direction(stats.direction_verdict(claim["gain"], adjusted))
+            claim["magnitude"] = stats.magnitude_verdict(claim["gain"], claim["paper_gain"], claim["tolerance"])
+        for method in stats.ALTERNATIVES:
+            gains = [{**c["gain"], **c["alternatives"][method]} for c in members]
+            for claim, gain, adjusted in zip(members, gains, stats.holm([g["p_value"] for g in gains]), strict=True):
+                verdict = kind(claim).direction(stats.direction_verdict(gain, adjusted))
+                if verdict != claim["verdict"]:
+                    claim["sensitivity"][method] = verdict
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -281,6 +306,7 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
         # preset (ResNet-110's warm-up) the settings say so, and this shows what most cells ran
         "presets": _presets_as_run(records),
         "tolerance": table.tolerance, "verdict_rules": stats.VERDICT_RULES, "health_rules": health.RULES,
+        "interval_method": interval_method(),
         "votes": {name: vote.description for name, vote in VOTES.items()},
         "metrics": {name: metric.description for name, metric in METRICS.items()},
         "rows": rows, "claims": claims, "not_run": not_run,
@@ -293,6 +319,31 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
                        "cell_wall_seconds_total": wall,
                        "cell_wall_seconds_by_preset": dict(sorted(by_preset.items()))},
     }
+
+
+def fragile(doc: dict) -> list[dict]:
+    """The verdicts of a document that another interval method would change: {what, verdict, under} each, rows
+    then claims; `under` maps an alternative method to the verdict it gives."""
+    rows = [{"what": f"{r['model']} ({r['preset'] or 'classic'}, {r['dataset']})", "verdict": r["verdict"],
+             "under": r["sensitivity"]} for r in doc["rows"] if r.get("sensitivity")]
+    found = [{"what": f"{kind(c).title} — {c['pair']} ({c['preset']}, {c['dataset']})", "verdict": c["verdict"],
+              "under": c["sensitivity"]} for c in doc["claims"] if c.get("sensitivity")]
+    return rows + found
+
+
+def judged(doc: dict) -> int:
+    """How many rows and claims of a document carry a verdict that an interval decided (not a health status)."""
+    return sum(1 for item in doc["rows"] + doc["claims"] if item.get("sensitivity") is not None)
+
+
+def interval_method() -> dict:
+    """The method every interval and verdict of the document rests on, its simulated coverage, and the
+    alternatives its sensitivity line tries."""
+    simulated = coverage.stored()
+    return {"name": stats.PRIMARY, "description": stats.METHODS[stats.PRIMARY].description,
+            "coverage": coverage.summary(simulated) if simulated else "not simulated yet (python -m sharens coverage)",
+            "min_coverage": simulated["min_coverage"] if simulated else None,
+            "alternatives": {name: stats.METHODS[name].description for name in stats.ALTERNATIVES}}
 
 
 def _not_run(table: Table, planned: list[Row], found: set[tuple]) -> list[dict]:

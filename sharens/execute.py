@@ -387,7 +387,8 @@ def _network_result(net: NetworkSpec, runs: list[Trained], y_fit: torch.Tensor, 
     ballot = Ballot(data.y_test, weights)
     record.update(evaluated, head_names=names,
                   analysis=analyse(logits, data.y_test, held_logits, y_held, groups, prefix_flops,
-                                   lambda voters: VOTES[net.vote].scores(voters, ballot), names))
+                                   lambda voters: VOTES[net.vote].scores(voters, ballot), names,
+                                   evaluated["metrics"]))
     return record, outcomes
 
 

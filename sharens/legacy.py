@@ -6,7 +6,8 @@ separate keys, and kept no per-row outcomes. `upgrade` fills in `pair`,
 `variant`, `spec` (the parts a report reads), `votes`, `metrics` and the one
 health rule it can still apply (too few epochs); the statistics that need
 per-row outcomes say that such cells lack them. An init worded as an earlier
-revision worded it reads in today's words.
+revision worded it reads in today's words, and an analysis reads the record's measure of the
+own vote.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def upgrade(record: dict, table: Table) -> dict:
     """
     if record.get("init") in _INIT_WORDING:
         record = {**record, "init": _INIT_WORDING[record["init"]]}
+    record = _own_vote_measured_once(record)
     if "kind" not in record:
         return record
     record = dict(record)
@@ -64,6 +66,17 @@ def upgrade(record: dict, table: Table) -> dict:
                           if record.get(key) is not None})
             record["votes"] = votes
     return record
+
+
+def _own_vote_measured_once(record: dict) -> dict:
+    """An analysis from before it took the record's measure of the cell's own vote (it measured the vote again in
+    float64, and a tie or a near-collapsed net could read otherwise) reads the record's."""
+    analysis, metrics = record.get("analysis"), record.get("metrics")
+    own = ((analysis or {}).get("calibration") or {}).get("vote")
+    if not own or not metrics or own.get("before") == metrics:
+        return record
+    calibration = {**analysis["calibration"], "vote": {**own, "before": dict(metrics)}}
+    return {**record, "analysis": {**analysis, "calibration": calibration}}
 
 
 def _pair_of(table: Table, label: str, variant: str) -> str:

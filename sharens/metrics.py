@@ -42,7 +42,8 @@ def nll(scores: torch.Tensor, targets: torch.Tensor) -> float:
     return -p.log().mean().item()
 
 
-@register_metric("brier", "Brier score: mean squared distance of the scores from the one-hot label")
+@register_metric("brier", "Brier score: squared distance of the class scores from the one-hot label, summed over "
+                          "the classes and averaged over the rows (0 best, 2 worst)")
 def brier(scores: torch.Tensor, targets: torch.Tensor) -> float:
     onehot = torch.nn.functional.one_hot(targets.long(), scores.shape[1]).float()
     return (scores.float() - onehot).pow(2).sum(1).mean().item()
@@ -57,10 +58,12 @@ def ece(scores: torch.Tensor, targets: torch.Tensor) -> float:
     return 100.0 * (gap.abs().sum() / len(targets)).item()
 
 
-@register_metric("ace", f"adaptive calibration error (%, {ECE_BINS} bins holding equal numbers of rows, by top score)")
+@register_metric("ace", f"adaptive calibration error (%: rows sorted by top score, rows of equal score in row "
+                        f"order, cut into {ECE_BINS} bins of equal row counts; the mean over bins, each weighted "
+                        "equally, of |mean top score - accuracy|)")
 def ace(scores: torch.Tensor, targets: torch.Tensor) -> float:
     confidence, predicted = scores.float().nan_to_num(0.0).max(1)
     correct = (predicted == targets).float()
-    order = confidence.argsort()
+    order = confidence.argsort(stable=True)  # tied scores stay in row order: the bins are a function of the data
     gaps = [(confidence[rows] - correct[rows]).mean().abs() for rows in order.tensor_split(ECE_BINS) if len(rows)]
     return 100.0 * torch.stack(gaps).mean().item()

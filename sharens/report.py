@@ -73,6 +73,12 @@ def markdown(doc: dict, table: Table) -> str:
     if doc["cells_without_outcomes"]:
         lines += [f"**Older cells:** {doc['cells_without_outcomes']} finished cells of this table come from runs "
                   "that kept no per-row outcomes; statistics over test rows need those cells rerun.", ""]
+    if doc.get("interval_method"):
+        fragile = document.fragile(doc)
+        lines += [f"**Sensitivity:** {len(fragile)} of the {document.judged(doc)} verdicts that an interval decides "
+                  "would change under another interval method"
+                  + (": " + "; ".join(f"{f['what']}" for f in fragile) if fragile else "")
+                  + " (see 'How fragile are the verdicts?').", ""]
     if table.question:
         lines += [f"**The question:** {table.question}", ""]
     if any(r.get("verdict") == stats.NOT_COMPARABLE for r in doc["rows"]):
@@ -130,6 +136,9 @@ def markdown(doc: dict, table: Table) -> str:
         lines.append("- Layer initialisation of the networks: " + "; ".join(inits) + "; every head: nn.Linear's "
                      "default (Kaiming-uniform, a = sqrt 5), as `sharens.ensemble.FusedHeads` draws it." + meaning)
     lines += ["- Verdict rules: " + " ".join(doc["verdict_rules"].split())]
+    if doc.get("interval_method"):
+        method = doc["interval_method"]
+        lines += [f"- Interval method (`{method['name']}`): {method['description']}; {method['coverage']}."]
     if doc.get("health_rules"):
         lines += ["- Health rules: " + doc["health_rules"] + "."]
     lines += [""]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from tabulate import tabulate
 
-from sharens import claims, plots, stats
+from sharens import claims, document, plots, stats
 from sharens.claims import CLAIMS
 from sharens.metrics import METRICS
 from sharens.voting import VOTES
@@ -98,8 +98,10 @@ def _one_claim(claim_kind, found: list[dict]) -> list[str]:
     against = claim_kind.against
     methods = sorted({c["gain"].get("method") for c in found if c["gain"].get("method")})
     name = claim_kind.short
+    families = sorted({c["family"] for c in found if c.get("family")})
     intro = (f"Gain = SE − {name} on the same seeds and test rows, with its 95% interval (" + "; ".join(methods)
-             + "). Direction: Holm-corrected one-sided p of gain ≤ 0 across all of this table's claims. ")
+             + "). Direction: the two-sided p of no difference, Holm-corrected within "
+             + (" and ".join(families) or "its family") + " of this table; the sign of the gain says which way. ")
     if against == "baseline":
         body = [[c["dataset"], c["pair"], c["preset"], pct(c["paper_gain"], signed=True), *_gain_cells(c),
                  c.get("magnitude") or "", _times(c.get("se_over_baseline_train_time")),
@@ -126,6 +128,22 @@ def _one_claim(claim_kind, found: list[dict]) -> list[str]:
                       f"its training does without the vote; the {name}'s vote over its taps shows what voting adds "
                       "to deep supervision.")
     return [f"## Claim: {claim_kind.title}", "", intro, "", tabulate(body, headers=headers, tablefmt="github"), ""]
+
+
+def _sensitivity_section(doc: dict) -> list[str]:
+    """The verdicts another interval method would change: which verdicts are fragile, and under what."""
+    method = doc.get("interval_method")
+    if not method:
+        return []
+    fragile = document.fragile(doc)
+    lines = ["## How fragile are the verdicts?", "",
+             f"Every interval here is {method['description']}; {method['coverage']}. Each verdict decided by an "
+             "interval is recomputed under " + "; ".join(f"`{n}` ({d})" for n, d in method["alternatives"].items())
+             + f": {len(fragile)} of {document.judged(doc)} would change.", ""]
+    if fragile:
+        body = [[f["what"], f["verdict"], "; ".join(f"{m}: {v}" for m, v in f["under"].items())] for f in fragile]
+        lines += [tabulate(body, headers=["Row or claim", "Verdict", "Under another method"], tablefmt="github"), ""]
+    return lines
 
 
 def _diversity_section(doc: dict) -> list[str]:
@@ -286,5 +304,6 @@ def _gradient_section(doc: dict) -> list[str]:
 
 
 # in report order
-SECTIONS = (_health_section, _sweep_section, _tap_section, _gradient_section, _claims_section, _votes_section,
+SECTIONS = (_health_section, _sweep_section, _tap_section, _gradient_section, _claims_section, _sensitivity_section,
+            _votes_section,
             _diversity_section, _metrics_section, _calibration_section, _taps_calibration_section)

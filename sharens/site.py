@@ -22,7 +22,7 @@ from markdown_it import MarkdownIt
 from sharens import claims
 from sharens.atomic import write_bytes
 from sharens.claims import CLAIMS
-from sharens.document import row_status
+from sharens.document import fragile, judged, row_status
 
 # the profiles a site shows and where a results tree keeps each (see cli._out): `full` at its root, `quick`
 # under it; smoke is CI's check and has no pages
@@ -93,6 +93,14 @@ def _counts(counter: Counter) -> str:
                      for name, n in sorted(counter.items(), key=rank))
 
 
+def _fragile(doc: dict) -> str:
+    """How many of a document's interval-decided verdicts another method would change (documents from before
+    the sensitivity line say nothing)."""
+    if "interval_method" not in doc:
+        return ""
+    return f"{len(fragile(doc))} of {judged(doc)}"
+
+
 def _css(verdict: str) -> str:
     for word in ("below", "above"):
         if verdict.endswith(f"({word})"):
@@ -122,22 +130,23 @@ def _write_index(root: Path, reports: list[tuple[Path, dict]]) -> Path:
              "(above or below) when it lies wholly outside, and <em>inconclusive</em> otherwise; a row or "
              "claim that rests on an unhealthy cell (collapsed, diverged, under-trained) gets that status "
              "instead. Claims compare SE with an alternative on the same seeds and test rows (paired), "
-             "Holm-corrected within a table: " + "; ".join(f"<em>{html.escape(c.title)}</em> ("
-                                                          f"{html.escape(c.description)})" for c in CLAIMS.values())
-             + ". Each page gives the evidence.</p>"]
+             "Holm-corrected within a table's family (the paper's claims; the suite's controls): "
+             + "; ".join(f"<em>{html.escape(c.title)}</em> ({html.escape(c.description)})" for c in CLAIMS.values())
+             + ". <em>Fragile verdicts</em>: how many verdicts another interval method would change (each page "
+               "names them). Each page gives the evidence.</p>"]
     for profile in dict.fromkeys(doc["profile"] for _, doc in reports):
         docs = [(path, doc) for path, doc in reports if doc["profile"] == profile]
         made = {claims.kind(claim).name for _, doc in docs for claim in doc["claims"]}
         shown = [c for c in CLAIMS.values() if c.name in made]
         lines += [f"<h2>Profile <code>{html.escape(profile)}</code></h2>", "<table>",
                   "<tr><th>table</th><th>rows</th>" + "".join(f"<th>claim: {html.escape(c.title)}</th>" for c in shown)
-                  + "<th>cells</th></tr>"]
+                  + "<th>fragile verdicts</th><th>cells</th></tr>"]
         for path, doc in docs:
             rows, by_claim = verdicts(doc)
             link = path.with_suffix(".html").relative_to(root).as_posix()
             lines.append(f'<tr><td><a href="{html.escape(link)}">{html.escape(doc["title"])}</a></td>'
                          f"<td>{_counts(rows)}</td>" + "".join(f"<td>{_counts(by_claim[c.name])}</td>" for c in shown)
-                         + f"<td>{len(doc['cells'])}</td></tr>")
+                         + f"<td>{_fragile(doc)}</td><td>{len(doc['cells'])}</td></tr>")
         lines.append("</table>")
     lines.append("<p>Each table's report is also in markdown (<code>&lt;table&gt;.md</code>) and JSON "
                  "(<code>&lt;table&gt;.json</code>) beside its page.</p>")

@@ -8,6 +8,7 @@ import torch
 from sharens.analysis import analyse, diversity, fit_temperature, summarize, temper
 from sharens.backbones import DeepLSTM, build_backbone
 from sharens.ensemble import SharingEnsemble
+from sharens.evaluation import measure
 from sharens.flops import flops_per_sample, tap_flops
 from sharens.metrics import METRICS
 from sharens.voting import VOTES, Ballot
@@ -81,10 +82,14 @@ def test_analysis_fits_on_held_out_rows_only_and_reports_every_voter_group():
     held, y_held = _cell(1)
     vote = lambda logits: VOTES["soft"].scores(logits, Ballot(y_test))  # noqa: E731
     names = ["L1/h0", "L1/h1", "L2/h0", "L2/h1"]
-    args = (["L1", "L1", "L2", "L2"], {"L1": 40.0, "L2": 100.0}, vote, names)
+    args = (["L1", "L1", "L2", "L2"], {"L1": 40.0, "L2": 100.0}, vote, names, measure(vote(test), y_test))
     result = analyse(test, y_test, held, y_held, *args)
     assert set(result["calibration"]) == {"vote", "group L1", "group L2", "prefix L1", *(f"head {n}" for n in names)}
     own = result["calibration"]["vote"]
+    # the cell's own vote is measured once, by the record's computation, never again in float64
+    assert own["before"] == pytest.approx(measure(vote(test), y_test), rel=1e-4)
+    marked = analyse(test, y_test, None, None, *args[:-1], {"accuracy": -1.0})
+    assert marked["calibration"]["vote"]["before"] == {"accuracy": -1.0}
     assert own["before"]["accuracy"] == pytest.approx(METRICS["accuracy"].compute(vote(test), y_test), rel=1e-4)
     assert own["temperature"] != 1 and own["after"]["nll"] < own["before"]["nll"]
     assert [p["flops_share"] for p in result["anytime"]] == [0.4, 1.0]
@@ -100,11 +105,36 @@ def test_analysis_fits_on_held_out_rows_only_and_reports_every_voter_group():
     assert "early_exit" not in few and summarize([result, few])["calibration"]["vote"]["after"] is None
 
 
+def test_an_older_analysis_reads_the_records_measure_of_its_own_vote():
+    """Records analysed before the analysis took the record's metrics measured the vote again in float64: a
+    report now shows one number for one vote."""
+    from benchmarks import get_table
+    from sharens.legacy import upgrade
+
+    metrics = {"accuracy": 31.64, "ece": 31.22}
+    record = {"metrics": metrics, "analysis": {"calibration": {"vote": {"before": {"accuracy": 30.27, "ece": 30.8},
+                                                                       "after": None}, "head a": {}}}}
+    upgraded = upgrade(record, get_table("table7_uci"))
+    assert upgraded["analysis"]["calibration"]["vote"]["before"] == metrics
+    assert record["analysis"]["calibration"]["vote"]["before"]["accuracy"] == 30.27  # the stored record untouched
+    assert upgraded["analysis"]["calibration"]["head a"] == {}
+
+
+def test_adaptive_calibration_error_is_a_function_of_the_data():
+    """Rows of equal top score fall into the bins in row order, so the same rows give the same ACE."""
+    scores = torch.tensor([[0.6, 0.4]] * 30 + [[0.9, 0.1]] * 15)
+    targets = torch.tensor([0] * 15 + [1] * 15 + [0] * 15)
+    values = {METRICS["ace"].compute(scores, targets) for _ in range(20)}
+    assert len(values) == 1
+    # bins of 3 rows in row order: 5 bins all right at 0.6 (gap 40), 5 all wrong (60), 5 at 0.9 all right (10)
+    assert values.pop() == pytest.approx((5 * 40 + 5 * 60 + 5 * 10) / 15, rel=1e-5)
+
+
 def test_summary_over_seeds_averages_and_pools_the_reliability_bins():
     held, y_held = _cell(9)
     vote = lambda logits: VOTES["soft"].scores(logits, Ballot(None))  # noqa: E731
-    cells = [analyse(*_cell(seed), held, y_held, ["L1", "L1", "L2", "L2"], {"L1": 40.0, "L2": 100.0}, vote,
-                     ["a", "b", "c", "d"]) for seed in range(3)]
+    cells = [analyse(test, y, held, y_held, ["L1", "L1", "L2", "L2"], {"L1": 40.0, "L2": 100.0}, vote,
+                     ["a", "b", "c", "d"], measure(vote(test), y)) for test, y in map(_cell, range(3))]
     summary = summarize(cells)
     assert summary["cells"] == 3
     ece = [c["calibration"]["vote"]["before"]["ece"] for c in cells]

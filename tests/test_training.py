@@ -137,31 +137,46 @@ def test_row_verdicts_need_the_whole_interval_inside_or_outside_the_band():
     assert stats.row_verdict(interval(90.0, 91.0), 2, None, 1.0) is None
 
 
-def test_bootstrap_interval_accounts_for_test_rows_as_well_as_seeds():
+def test_interval_accounts_for_test_rows_as_well_as_seeds():
     """Three identical seeds have no seed spread, yet 446 test rows leave about ±4.6 points of sampling error
     at 55% (2 x 1.96 x sqrt(.55 x .45 / 446) wide); the t-interval over seeds would be empty."""
     rng = torch.Generator().manual_seed(0)
     row = (torch.rand(446, generator=rng) < 0.55).numpy()
     correct = np.stack([row, row, row])
     interval = stats.accuracy_interval(correct, [100 * row.mean()] * 3, 446)
-    assert interval["method"] == stats.BOOTSTRAP
-    assert 8.0 < interval["high"] - interval["low"] < 10.5
-    assert interval == stats.accuracy_interval(correct, [100 * row.mean()] * 3, 446)  # seeded: same verdicts
-    normal = stats.accuracy_interval(None, [100 * row.mean()] * 3, 446)  # older cells: the same two variances
-    assert normal["method"] == stats.NORMAL and abs((normal["high"] - normal["low"]) - 9.2) < 0.3
+    assert interval["method"].startswith("seeds and test rows")
+    assert 8.8 < interval["high"] - interval["low"] < 9.6
+    binomial = stats.accuracy_interval(None, [100 * row.mean()] * 3, 446)  # older cells: the same two variances
+    assert "binomial" in binomial["method"] and abs((binomial["high"] - binomial["low"]) - 9.2) < 0.3
+    spread = stats.accuracy_interval(correct, [50.0, 55.0, 60.0], 446)  # values are not read where rows are
+    assert spread == interval
 
 
-def test_paired_gain_pairs_seeds_and_rows_and_holm_corrects():
+def test_interval_widens_with_the_seeds_spread_by_a_t_quantile():
+    """Seeds 5 points apart on the same rows: the seed part, at t with S - 1 degrees of freedom, dominates."""
+    rng = np.random.default_rng(1)
+    base = rng.random(4000) < 0.6
+    correct = np.stack([base, base | (rng.random(4000) < 0.125)])  # about +5 points on the second seed
+    interval = stats.accuracy_interval(correct, [], 4000)
+    means = 100 * correct.mean(1)
+    half_t = 12.706 * abs(means[1] - means[0]) / 2  # t(0.975, 1) x sd / sqrt 2
+    assert half_t < (interval["high"] - interval["low"]) / 2 < 1.01 * half_t + 2.0
+
+
+def test_paired_gain_pairs_seeds_and_rows_and_its_p_matches_its_interval():
     rng = np.random.default_rng(0)
     base = {s: rng.random(2000) < 0.80 for s in range(3)}
     se = {s: base[s] | (rng.random(2000) < 0.10) for s in range(3)}  # SE fixes about 2% of the rows
     accuracy = ({s: 100 * v.mean() for s, v in se.items()}, {s: 100 * v.mean() for s, v in base.items()})
     gain = stats.paired_gain(se, base, accuracy)
-    assert gain["method"] == stats.BOOTSTRAP and gain["ci95"][0] > 0 and gain["p_value"] < 0.01
+    assert gain["method"].startswith("seeds and test rows") and gain["ci95"][0] > 0 and gain["p_value"] < 0.01
     same = stats.paired_gain(base, base, (accuracy[1], accuracy[1]))
     assert same["ci95"] == (0.0, 0.0) and same["p_value"] == 1.0
-    assert stats.direction_verdict(gain, 0.001) == stats.REPRODUCED
-    assert stats.direction_verdict({"ci95": (-3.0, -1.0), "n": 3}, 0.9) == stats.NOT_REPRODUCED
+    # the p-value is the level at which the interval reaches zero: below alpha exactly when 0 is outside
+    for scale in (0.02, 0.05, 0.1, 0.3):
+        noisy = {s: se[s] ^ (rng.random(2000) < scale) for s in range(3)}
+        found = stats.paired_gain(noisy, base, ({s: 100 * v.mean() for s, v in noisy.items()}, accuracy[1]))
+        assert (found["p_value"] < stats.ALPHA) == (found["ci95"][0] > 0 or found["ci95"][1] < 0)
     assert stats.magnitude_verdict({"ci95": (1.0, 2.0), "n": 3}, 2.5, 1.0) == "consistent"
     assert stats.magnitude_verdict({"ci95": (1.0, 2.0), "n": 3}, 9.0, 1.0) == "ours smaller"
     # one seed, as for a row: its interval covers the test rows alone, so no verdict and no test in Holm's family
@@ -169,13 +184,26 @@ def test_paired_gain_pairs_seeds_and_rows_and_holm_corrects():
     assert one["n"] == 1 and one["ci95"][0] > 0 and one["p_value"] is None
     assert stats.direction_verdict(one, None) == stats.INCONCLUSIVE
     assert stats.magnitude_verdict(one, 2.0, 1.0) is None
-    assert stats.direction_verdict({**one, "ci95": (-3.0, -1.0)}, None) == stats.INCONCLUSIVE
     assert stats.holm([0.01, 0.04, None, 0.03]) == [0.03, 0.06, None, 0.06]
 
 
-def test_older_claims_without_outcomes_use_a_t_test_over_seeds():
+def test_one_decision_rule_both_ways():
+    """The corrected p decides either direction; the sign says which. An interval below zero whose corrected p
+    is not below alpha is no longer enough for `not reproduced`."""
+    up, down = {"mean": 1.5, "n": 3}, {"mean": -1.5, "n": 3}
+    assert stats.direction_verdict(up, 0.01) == stats.REPRODUCED
+    assert stats.direction_verdict(down, 0.01) == stats.NOT_REPRODUCED
+    assert stats.direction_verdict({**down, "ci95": (-3.0, -1.0)}, 0.2) == stats.INCONCLUSIVE
+    assert stats.direction_verdict({**up, "ci95": (1.0, 2.0)}, 0.2) == stats.INCONCLUSIVE
+    assert stats.direction_verdict({**down, "n": 1}, 0.001) == stats.INCONCLUSIVE
+
+
+def test_older_claims_without_outcomes_use_the_seeds_alone():
     gain = stats.paired_gain({}, {}, ({0: 81.0, 1: 82.2, 2: 80.1}, {0: 80.0, 1: 81.0, 2: 79.0}))
-    assert gain["n"] == 3 and gain["ci95"][0] > 0 and gain["p_value"] < 0.05 and "t over seeds" in gain["method"]
+    assert gain["n"] == 3 and gain["ci95"][0] > 0 and gain["p_value"] < 0.05 and "seeds alone" in gain["method"]
+    low, high = stats.t_interval([1.0, 0.2, 1.1])  # the same as a t interval over the seeds' gains
+    assert stats.paired_gain({}, {}, ({0: 1.0, 1: 0.2, 2: 1.1}, {0: 0.0, 1: 0.0, 2: 0.0}))["ci95"] == \
+        pytest.approx((low, high))
 
 
 def test_holdout_split_is_disjoint_seeded_and_sized():
