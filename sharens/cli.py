@@ -160,10 +160,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from sharens import site
+    from sharens import readme, site
 
     index = site.write(args.results)
     print(f"{len(list(args.results.rglob('*.html')))} pages -> {index}")
+    if readme.update(args.results.parent / "README.md", args.results):
+        print(f"results block -> {args.results.parent / 'README.md'}")
     if args.screenshot:
         try:
             print(f"-> {site.screenshot(index, args.browser)}")

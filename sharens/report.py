@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from sharens import document, plots, site, stats
+from sharens import document, plots, readme, site, stats
 from sharens.atomic import write_bytes, write_json
 from sharens.benchmark import Table
 from sharens.cells import Outcomes, as_written
@@ -203,6 +203,8 @@ def write(table: Table, profile: str, records: list[dict], out: Path,
         else:
             figures.append(f"![{what}]({path.name})")
     write_bytes(md_path, (markdown(doc, table) + "\n" + "\n\n".join(figures) + "\n").encode())
-    if profile in site.PROFILE_FOLDERS:  # the pages and index of the results tree, so they never go stale
-        site.write(site.root_of(out, profile))
+    if profile in site.PROFILE_FOLDERS:  # the pages, index and README's results block, so they never go stale
+        root = site.root_of(out, profile)
+        site.write(root)
+        readme.update(root.parent / "README.md", root)
     return md_path, json_path

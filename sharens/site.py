@@ -55,7 +55,7 @@ def root_of(out: Path, profile: str) -> Path:
     return out.parent if PROFILE_FOLDERS[profile] != "." and out.name == PROFILE_FOLDERS[profile] else out
 
 
-def _reports(root: Path) -> list[tuple[Path, dict]]:
+def reports_under(root: Path) -> list[tuple[Path, dict]]:
     """(JSON path, document) of every table report in the site's folders, in profile then name order."""
     found = []
     for folder in FOLDERS:
@@ -113,7 +113,7 @@ def write(root: Path) -> Path:
     """`root/index.html` and a page beside every table report under `root` (its folders: `FOLDERS`); returns
     the index."""
     root = Path(root)
-    reports = _reports(root)
+    reports = reports_under(root)
     for path, doc in reports:
         page_path = path.with_suffix(".html")
         up = os.path.relpath(root / "index.html", page_path.parent)

@@ -85,3 +85,14 @@ def test_writing_a_report_rewrites_the_pages_of_its_tree(tmp_path):
     assert 'href="quick/table6_imdb.html"' in (tmp_path / "index.html").read_text()
     assert (tmp_path / "quick" / "table6_imdb.html").read_text().count("<table>") >= 1
     assert not broken_links(tmp_path)
+
+
+def test_readmes_results_block_is_what_the_committed_results_give():
+    """README's results are written from the result documents (`sharens.readme`), never typed: a change to a
+    report without `python -m sharens site` fails here."""
+    from sharens import readme
+
+    text = (RESULTS.parent / "README.md").read_text()
+    assert readme.BEGIN in text and readme.END in text
+    committed = readme.BEGIN + text.split(readme.BEGIN, 1)[1].split(readme.END, 1)[0] + readme.END
+    assert committed == readme.block(RESULTS), "README's results block is stale: run `python -m sharens site`"
