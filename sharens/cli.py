@@ -204,7 +204,7 @@ def _profile_cost(table, profile: str, device: torch.device, data_root: Path | N
 
     try:
         run = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
-                        execute=False, estimate=True)
+                        execute=False, estimate=True, estimate_plan=True)
     except DataError as exc:
         return f"unknown ({exc})"
     return (f"at most {_duration(run.plan_bound_seconds)} for its {run.planned} cells on {run.device_name}, "

@@ -109,6 +109,7 @@ def run_table(
     execute: bool = True,
     rows: list[str] | None = None,
     estimate: bool = False,
+    estimate_plan: bool = False,
     download: bool = False,
     executor: str | None = None,
     address: str | None = None,
@@ -124,7 +125,8 @@ def run_table(
     compile); each cell's spec records them. With `execute` False nothing runs: the result holds the stored
     cells of the plan, and `errors` names the cells still to run. `rows` (labels) restricts what runs, not what
     is reported: every stored cell of the plan stays in the result. With `estimate` (and `execute` False), the
-    cost model (`sharens.costs`) times the cells still to run. With `download`, a data set whose files are
+    cost model (`sharens.costs`) times the cells still to run; with `estimate_plan` too, every cell of the plan.
+    With `download`, a data set whose files are
     missing is downloaded into the data root first. `executor` names where cells run (`sharens.executors`;
     default: worker processes when `jobs` > 1, else this process); `address` is a Ray cluster's.
     """
@@ -143,13 +145,13 @@ def run_table(
         run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed),
                        older=store.older_cells(work.keyless, finished),
                        resumable=len(store.resumable([key for _, key in todo])))
-        if estimate:
+        if estimate:  # only the cells still to run are timed (a dry run at the committed results times none)
             costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
             used = epochs_used(finished)
-            bound = {key: costs.seconds(spec, data.for_spec(spec)) for spec, key in keyed}
+            bound = {key: costs.seconds(spec, data.for_spec(spec)) for spec, key in (keyed if estimate_plan else todo)}
             run.bound_seconds = sum(bound[key] for _, key in todo)
-            run.plan_bound_seconds = sum(bound.values())
+            run.plan_bound_seconds = sum(bound.values()) if estimate_plan else None
             run.estimated_seconds = sum(
                 costs.seconds(spec, data.for_spec(spec), _expected_epochs(spec, used)) for spec, _ in todo)
             run.device_name = costs.device_name

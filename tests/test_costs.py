@@ -1,6 +1,8 @@
 """The cost model: measured once per model and device, kept, and scaled by the work a cell does."""
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +20,8 @@ CPU = torch.device("cpu")
 
 def test_the_cost_model_measures_each_model_once_and_keeps_it(data_root, tmp_path, monkeypatch):
     table = get_table("table5_semg")
-    run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
+    run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True,
+                    estimate_plan=True)
     assert run.estimated_seconds > 0 and run.bound_seconds == run.estimated_seconds  # nothing finished yet
     assert run.plan_bound_seconds == run.bound_seconds  # nothing stored: the whole plan is still to run
     assert "thread" in run.device_name and (cache_dir() / "costs.json").exists()
@@ -31,8 +34,23 @@ def test_the_cost_model_measures_each_model_once_and_keeps_it(data_root, tmp_pat
     again = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True)
     assert again.estimated_seconds == run.estimated_seconds
     one_row = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False, estimate=True,
-                        rows=["DNN"])
+                        estimate_plan=True, rows=["DNN"])
     assert one_row.plan_bound_seconds == run.plan_bound_seconds > one_row.bound_seconds > 0
+
+
+def test_a_plan_whose_cells_are_all_stored_times_nothing(data_root, tmp_path, monkeypatch):
+    """A dry run at the committed results answers without timing a model: only cells still to run are timed."""
+    for name in ("table5_semg.json", "table5_semg.outcomes.npz"):
+        shutil.copy(Path(__file__).resolve().parent.parent / "results" / "smoke" / name, tmp_path / name)
+
+    def measured(*args):
+        raise AssertionError("a model was timed for a stored cell")
+
+    monkeypatch.setattr(costs, "_network_rate", measured)
+    monkeypatch.setattr(costs, "_classic_seconds", measured)
+    run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, execute=False,
+                    estimate=True)
+    assert len(run.records) == run.planned and run.bound_seconds == run.estimated_seconds == 0
 
 
 def test_a_cells_estimate_grows_with_its_epochs_and_members(data_root, tmp_path):
