@@ -152,6 +152,16 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class ThroughputTolerance:
+    """A table's cost claims (`sharens.throughput`): SE's step at most 1 + its heads' FLOP share + `se_margin`
+    of its baseline's (training and prediction); an independent ensemble of K at least K - `ensemble_margin`
+    times SE's training step ("far less than an ensemble")."""
+
+    se_margin: float = 0.10
+    ensemble_margin: float = 1.5
+
+
+@dataclass(frozen=True)
 class Table:
     """One table of the paper: what to run, what the paper reported, how close counts."""
 
@@ -176,6 +186,7 @@ class Table:
     probe_gradients: bool = False
     question: str = ""  # what the table is for, stated at the top of its report
     cited: tuple[str, ...] = ()  # paper rows shown but not re-run (other methods, quoted results)
+    throughput: ThroughputTolerance = ThroughputTolerance()  # what the cost claims allow
 
     def __post_init__(self):
         object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))

@@ -1,10 +1,11 @@
 """A short GPU lease's work: the pending `full` network cells of the image tables, most valuable first,
 within a time budget; and the archives that carry its cells back.
 
-Order of value is the order of the tables given (the command line's `CAMPAIGN`: Table 3, whose seeds give
-its first comparable verdict, then Figure 2, then the ResNets), and within a table the plan's order (seed
-by seed; where a row's seeds train together as one batched model, as on a GPU, row by row: see
-`executors.cell_groups`). A unit starts only if the cost model's bound for it (every epoch cap reached, its
+A table's pairs' step times (`sharens.throughput`) are measured first: seconds each, and each the answer to a
+cost claim on this device. Order of value is the order of the tables given (the command line's `CAMPAIGN`:
+Table 3, whose seeds give its first comparable verdict, then Figure 2, then the ResNets), and within a table
+the plan's order (seed by seed; where a row's seeds train together as one batched model, as on a GPU, row by
+row: see `executors.cell_groups`). A unit starts only if the cost model's bound for it (every epoch cap reached, its
 seeds one after another) fits in what is left of the budget, less `RESERVE` for packing; one that does not
 is left for the next lease, and the campaign goes on with the units that fit (timing a model for the cost
 model counts against the budget too). Finished cells are stored as in any run, so a campaign resumes where
@@ -28,7 +29,7 @@ from sharens.benchmark import Table
 from sharens.costs import CostModel
 from sharens.executors import EXECUTORS, PreparedData, cell_groups
 from sharens.plan import CELL_THREADS
-from sharens.runner import pending
+from sharens.runner import pair_throughput, pending
 
 RESERVE = 60.0  # seconds kept back from the budget for storing and packing
 MAX_PACKS = 8  # files a lease brings back
@@ -55,6 +56,10 @@ def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, 
     result = Campaign()
     for table in tables:
         work = pending(table, profile, out=out, device=device, data_root=data_root, speed=speed)
+        if time.monotonic() < deadline:  # the pairs' step times first: seconds a pair, and each a verdict
+            before = set(work.store.throughput_files())
+            pair_throughput(table, work.keyed, work.store, out, device, data_root, measure=True)
+            result.finished += sorted(set(work.store.throughput_files()) - before)
         for unit in cell_groups([(s, k) for s, k in work.todo if s.network is not None]):
             spec = unit[0][0]
             seeds = ", ".join(str(s.seed) for s, _ in unit)
@@ -113,15 +118,16 @@ def pack(files: list[Path], root: Path, folder: Path) -> tuple[list[Path], list[
 
 
 def unpack(archives: list[Path], out: Path) -> list[tuple[str, str]]:
-    """Extract cell archives into `out` (only `cells/<table>/<profile>/<file>` members); return the
-    (table, profile) pairs they held."""
+    """Extract cell archives into `out` (only `cells/<table>/<profile>/<file>` members, and the pairs' step times
+    in `cells/<table>/<profile>/throughput/`); return the (table, profile) pairs they held."""
     found = []
     for archive in archives:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
             for member in members:
                 parts = PurePosixPath(member.name).parts
-                if not (member.isfile() and len(parts) == 4 and parts[0] == "cells" and ".." not in parts):
+                cell = len(parts) == 4 or (len(parts) == 5 and parts[3] == "throughput")  # a pair's step times
+                if not (member.isfile() and cell and parts[0] == "cells" and ".." not in parts):
                     raise ValueError(f"{archive}: {member.name!r} is not a cell file (cells/<table>/<profile>/..)")
             tar.extractall(out, members=members, filter="data")
             found += [PurePosixPath(m.name).parts[1:3] for m in members]

@@ -91,6 +91,10 @@ class CellStore:
         self.folder = Path(out) / "cells" / table / profile
         self.checkpoints = self.folder / "partial"  # cells in training: their state after the last saved epoch
 
+    def throughput_files(self) -> list[Path]:
+        """The pairs' stored step-time measurements (`sharens.throughput`), one file each."""
+        return sorted((self.folder / "throughput").glob("*.json"))
+
     def _checkpoint_files(self) -> dict[str, list[Path]]:
         """{cell key: its checkpoint files, one per member seed (`<key>.seed<seed>.pt`)}."""
         files: dict[str, list[Path]] = {}

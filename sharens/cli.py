@@ -56,7 +56,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if args.dry_run:
                 continue
             out = _out(args.out, profile)
-            run = run_table(table, profile, out=out, **options, **where)
+            run = run_table(table, profile, out=out, **options, **where, throughput=True)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -65,7 +65,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"error: {table.id}: cell failed: {error}", file=sys.stderr)
         failed |= bool(run.errors)
         if run.reported:
-            md, js = report.write(table, profile, run.reported, out, run.outcomes)
+            md, js = report.write(table, profile, run.reported, out, run.outcomes, run.throughput)
             print(f"{table.id}: {len(run.records)} cells in {time.perf_counter() - start:.0f} s -> {md}, {js}")
     return 1 if failed else 0
 
@@ -151,7 +151,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     try:
         md, js = report.write(table, doc["profile"], doc["cells"], args.out,
-                              Outcomes.from_pack(source.with_name(f"{table.id}.outcomes.npz")))
+                              Outcomes.from_pack(source.with_name(f"{table.id}.outcomes.npz")),
+                              doc.get("throughput") or [])
     except ValueError as exc:  # a stored cell the table no longer has, or outcomes that fail their checksum
         print(f"error: {source}: {exc}", file=sys.stderr)
         return 1
@@ -241,7 +242,7 @@ def _report_stored(table, profile: str, out: Path, data_root: Path | None) -> st
     run = run_table(table, profile, out=out, data_root=data_root, execute=False)
     if not run.reported:
         return None
-    md, js = report.write(table, profile, run.reported, out, run.outcomes)
+    md, js = report.write(table, profile, run.reported, out, run.outcomes, run.throughput)
     return f"{table.id} at {profile}: {len(run.reported)} stored cells ({len(run.errors)} not run yet) -> {md}, {js}"
 
 
@@ -333,6 +334,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print("\n".join(lines(found)), flush=True)
         changed |= bool(found["changes"])
     return 1 if changed else 0
+
+
+def cmd_throughput(args: argparse.Namespace) -> int:
+    """Measure the step times of a table's pairs on this device where none are stored, then rewrite its report
+    from its stored cells (nothing else is trained)."""
+    from benchmarks import IMPLEMENTED, UnknownTable, get_table
+    from sharens.runner import pair_throughput, pending
+
+    try:
+        tables = [get_table(t) for t in args.table or IMPLEMENTED]
+    except UnknownTable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    device = _device(args.device)
+    for table in tables:
+        out = _out(args.out, args.profile)
+        try:
+            work = pending(table, args.profile, out=out, device=device, data_root=args.data_root)
+            found = pair_throughput(table, work.keyed, work.store, out, device, args.data_root, measure=True)
+            line = _report_stored(table, args.profile, out, args.data_root)
+        except (DataError, ValueError) as exc:
+            print(f"error: {table.id}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{table.id} at {args.profile}: {len(found)} pair measurements; {line}", flush=True)
+    return 0
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -455,6 +481,16 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="rerun cells this folder already reran")
     v.add_argument("--data-root", type=Path, default=None)
     v.set_defaults(func=cmd_verify)
+
+    tp = sub.add_parser("throughput", help="measure each pair's step times on this device (where none are stored) "
+                                           "and rewrite the table's report")
+    tp.add_argument("--table", action="append", metavar="ID", help="table id (repeatable; default: every table)")
+    tp.add_argument("--profile", choices=PROFILES, default="full")
+    tp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    tp.add_argument("--out", type=Path, default=None,
+                    help="results folder (default: results/ for full, results/<profile>/ otherwise)")
+    tp.add_argument("--data-root", type=Path, default=None)
+    tp.set_defaults(func=cmd_throughput)
 
     cov = sub.add_parser("coverage", help="simulate the verdicts' interval's coverage -> sharens/coverage.json")
     cov.set_defaults(func=cmd_coverage)

@@ -12,7 +12,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from sharens import analysis, coverage, health, legacy, provenance, stats
+from sharens import analysis, coverage, health, legacy, provenance, stats, throughput
 from sharens.benchmark import CITED, Row, Table
 from sharens.cells import Outcomes
 from sharens.claims import CLAIMS, kind
@@ -139,6 +139,8 @@ def _row(table: Table, dataset: str, row: Row, preset: str | None, records: list
         "params": records[0].get("params"),
         "flops_per_sample": records[0].get("flops_per_sample"),
         "epochs_run": _mean([{"n": len(r.get("epoch_loss") or [])} for r in ok], "n") or None,
+        # optimizer steps a cell trained (an ensemble's first member's: its timed step trains all K members)
+        "steps_mean": _mean(ok, "steps"),
         "cells_with_outcomes": sum(1 for r in ok if r.get("outcomes")),
         "disagreement": _diversity(ok, outcomes),
         # cells from before the analysis have none (rerun with --force for it)
@@ -271,8 +273,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | None = None) -> dict:
-    """The whole result document of one table."""
+def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | None = None,
+          measured: list[dict] = ()) -> dict:
+    """The whole result document of one table; `measured`: its pairs' step-time measurements, judged here."""
     records = [legacy.upgrade(r, table) for r in records]
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in sorted(records, key=lambda r: r["seed"]):
@@ -310,6 +313,9 @@ def build(table: Table, profile: str, records: list[dict], outcomes: Outcomes | 
         "votes": {name: vote.description for name, vote in VOTES.items()},
         "metrics": {name: metric.description for name, metric in METRICS.items()},
         "rows": rows, "claims": claims, "not_run": not_run,
+        # every pair's step times on each device that measured them, judged by the table's tolerances
+        "throughput": [{**{k: v for k, v in m.items() if k != "claims"},
+                        "claims": throughput.judge(m, table.throughput)} for m in measured],
         "data": {r["dataset"]: r.get("data") for r in records},
         "cells": records,
         "cells_without_outcomes": sum(1 for r in _ok(records) if not r.get("outcomes")),

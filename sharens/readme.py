@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from sharens import claims, site
+from sharens import claims, site, throughput
 from sharens.atomic import write_bytes
 from sharens.document import fragile, judged
 
@@ -34,6 +34,15 @@ def _verdict_counts(doc: dict) -> str:
     return ", ".join(f"{name} {n}" for name, n in sorted(shown.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _cost_claims(doc: dict) -> dict[str, list[dict]]:
+    """{claim title: its judged entries over the document's pairs and devices} (`sharens.throughput`)."""
+    found: dict[str, list[dict]] = {}
+    for m in doc.get("throughput") or []:
+        for c in m["claims"]:
+            found.setdefault(f"{throughput.COST_CLAIMS[c['claim']].short} ({m['device']})", []).append(c)
+    return found
+
+
 def _table_lines(root: Path, path: Path, doc: dict) -> list[str]:
     """One line for the table's rows, then (at `full`) one per claim of the paper's that it gave a number for."""
     link = path.with_suffix(".md").relative_to(root.parent).as_posix()
@@ -41,6 +50,12 @@ def _table_lines(root: Path, path: Path, doc: dict) -> list[str]:
     seeds = len(doc["provenance"]["seeds"])
     lines = [f"| {title} | `{doc['profile']}`: rows with a paper number ({seeds} seed{'s' * (seeds > 1)}) | | | | "
              f"{_verdict_counts(doc)} |"]
+    for claim, found in _cost_claims(doc).items():
+        ratios = [c["ratio"] for c in found]
+        verdicts = Counter(c["verdict"] for c in found)
+        lines.append(f"| {title} | cost: {claim} ({len(found)} pair{'s' * (len(found) > 1)}) | | "
+                     f"{min(ratios):.2f}-{max(ratios):.2f}x | | "
+                     + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items(), key=lambda kv: -kv[1])) + " |")
     for c in doc["claims"]:
         if not claims.kind(c).paper or c["paper_gain"] is None or doc["profile"] != "full":
             continue
@@ -60,7 +75,7 @@ def _drift_lines(root: Path) -> list[str]:
         return []
     lines = ["", "Committed cells rerun on another CPU (`python -m sharens verify`; per cell in "
              "`results/verify/`):", "",
-             "| Table | Cells | Committed on | Rerun on | Identical | Stopped at another epoch | |drift| median / max "
+             "| Table | Cells | Committed on | Rerun on | Identical | Stopped at another epoch | Drift, median / max of its size "
              "(points) | Verdicts changed |", "|---|---|---|---|---|---|---|---|"]
     for v in found:
         d = v["drift"]

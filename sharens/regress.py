@@ -2,7 +2,9 @@
 
 `python -m sharens.regress [--reference results/smoke] [--tolerance 5]` runs every
 implemented table at `smoke` into a temporary folder and fails when a row's
-mean accuracy moved by more than the tolerance or its status changed. The smoke
+mean accuracy moved by more than the tolerance or its status changed, or when SE's
+step-time ratio over its baseline (training or prediction, `sharens.throughput`)
+rose past the reference's by more than the throughput tolerance. The smoke
 test sets are a few hundred rows, so one sample is worth 0.4-0.8 points; the
 tolerance absorbs floating-point differences between CPUs, not real changes.
 """
@@ -43,10 +45,36 @@ def compare(reference: dict, current: dict, tolerance: float) -> list[str]:
     return problems
 
 
+# how much SE's step-time ratio over its baseline may rise above the reference's before CI fails: a ratio, never
+# an absolute time, so another CPU's speed does not count; the rise must also clear both rounds' intervals
+THROUGHPUT_TOLERANCE = 0.15
+WATCHED = ("se_train_step", "se_predict")
+
+
+def compare_throughput(reference: dict, current: dict, tolerance: float = THROUGHPUT_TOLERANCE) -> list[str]:
+    """SE's cost claims whose ratio rose past the reference's: the median over rounds above the reference's
+    ratio x (1 + `tolerance`), and the whole interval above the reference's."""
+    def ratios(doc):
+        return {(m["dataset"], m["pair"], c["claim"]): c for m in doc.get("throughput") or [] for c in m["claims"]
+                if c["claim"] in WATCHED}
+
+    before, now = ratios(reference), ratios(current)
+    problems = []
+    for key in sorted(before.keys() & now.keys()):
+        was, new = before[key], now[key]
+        if new["ratio"] > was["ratio"] * (1 + tolerance) and new["low"] > was["high"]:
+            problems.append(f"{key[:2]}: {new['title']} {was['ratio']:.3f}x [{was['low']:.3f}, {was['high']:.3f}] "
+                            f"-> {new['ratio']:.3f}x [{new['low']:.3f}, {new['high']:.3f}], more than "
+                            f"{tolerance:.0%} slower")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sharens.regress", description=__doc__)
     p.add_argument("--reference", type=Path, default=Path("results/smoke"))
     p.add_argument("--tolerance", type=float, default=5.0)
+    p.add_argument("--throughput-tolerance", type=float, default=THROUGHPUT_TOLERANCE,
+                   help="relative rise of SE's step-time ratios over the reference's that fails (default 0.15)")
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--jobs", type=int, default=1, help="CPU worker processes (the numbers do not depend on it)")
     args = p.parse_args(argv)
@@ -61,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 continue
             run = run_table(table, "smoke", out=Path(out), device=torch.device("cpu"), data_root=args.data_root,
-                            jobs=args.jobs)
-            current = document.build(table, "smoke", run.records)
-            problems = run.errors + compare(json.loads(ref_path.read_text()), current, args.tolerance)
+                            jobs=args.jobs, throughput=True)
+            current = document.build(table, "smoke", run.records, measured=run.throughput)
+            reference = json.loads(ref_path.read_text())
+            problems = (run.errors + compare(reference, current, args.tolerance)
+                        + compare_throughput(reference, current, args.throughput_tolerance))
             print(f"{'FAIL' if problems else 'ok  '} {table_id}: {len(run.records)} cells")
             for line in problems:
                 print(f"     {line}")

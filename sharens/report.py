@@ -176,11 +176,11 @@ def _data_notes(info: dict) -> list[str]:
 
 
 def write(table: Table, profile: str, records: list[dict], out: Path,
-          outcomes: Outcomes | None = None) -> tuple[Path, Path]:
+          outcomes: Outcomes | None = None, measured: list[dict] = ()) -> tuple[Path, Path]:
     """Write `<table>.json`, `<table>.outcomes.npz`, `<table>.png` and `<table>.md` (which shows the PNG); at
     `full` and `quick`, rewrite the results tree's HTML pages too (`sharens.site`)."""
     out = Path(out)
-    doc = document.build(table, profile, records, outcomes)
+    doc = document.build(table, profile, records, outcomes, measured)
     json_path, md_path = out / f"{table.id}.json", out / f"{table.id}.md"
     write_json(json_path, as_written(doc))
     if outcomes is not None:  # None: rebuilding from a stored document, whose packed outcomes stay as they are

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sharens import provenance, throughput, timing
 from sharens.benchmark import Table
 from sharens.cells import CellStore, Outcomes, cell_key
 from sharens.costs import CostModel, epochs_used
@@ -34,6 +36,7 @@ class TableRun:
     device_name: str | None = None  # what the estimate is for
     resumable: int = 0  # cells still to run that resume from a checkpoint (estimates count them whole)
     older: list[dict] = field(default_factory=list)  # committed cells from before keys, in no rerun slot
+    throughput: list[dict] = field(default_factory=list)  # the plan's pairs' step-time measurements, every device
 
     @property
     def reported(self) -> list[dict]:
@@ -113,6 +116,7 @@ def run_table(
     download: bool = False,
     executor: str | None = None,
     address: str | None = None,
+    throughput: bool = False,
 ) -> TableRun:
     """Run (or resume) every cell of `table`.
 
@@ -128,7 +132,9 @@ def run_table(
     cost model (`sharens.costs`) times the cells still to run; with `estimate_plan` too, every cell of the plan.
     With `download`, a data set whose files are
     missing is downloaded into the data root first. `executor` names where cells run (`sharens.executors`;
-    default: worker processes when `jobs` > 1, else this process); `address` is a Ray cluster's.
+    default: worker processes when `jobs` > 1, else this process); `address` is a Ray cluster's. With
+    `throughput` (and `execute`), each pair's step times are measured on this device where none are stored
+    (`sharens.throughput`: seconds a pair; `reproduce` and `regress` ask for it).
     """
     executor = executor or ("processes" if jobs > 1 else "local")
     if executor not in EXECUTORS:
@@ -144,7 +150,8 @@ def run_table(
                    for s, _ in todo]
         run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed),
                        older=store.older_cells(work.keyless, finished),
-                       resumable=len(store.resumable([key for _, key in todo])))
+                       resumable=len(store.resumable([key for _, key in todo])),
+                       throughput=pair_throughput(table, keyed, store, out, device, data_root, measure=False))
         if estimate:  # only the cells still to run are timed (a dry run at the committed results times none)
             costs = CostModel(device, CELL_THREADS)
             data = PreparedData(device, data_root)
@@ -173,8 +180,40 @@ def run_table(
                 records[key] = store.save(spec, key, *result)
             progress.update()
     finished = [records[key] for _, key in keyed if key in records]
+    measured = pair_throughput(table, keyed, store, out, device, data_root, measure=throughput)
     return TableRun(finished, errors, Outcomes.from_store(store, finished), planned=len(keyed),
-                    older=store.older_cells(work.keyless, finished))
+                    older=store.older_cells(work.keyless, finished), throughput=measured)
+
+
+def pair_throughput(table: Table, keyed: list[tuple[CellSpec, str]], store: CellStore, out: Path,
+                    device: torch.device, data_root: Path | None, measure: bool) -> list[dict]:
+    """The step-time measurements (`sharens.throughput`) of the plan's pairs: those stored (or committed with
+    the table's report) for any device, and, with `measure`, this device's where it has none yet."""
+    folder = store.folder / "throughput"
+    committed = _committed_throughput(Path(out) / f"{table.id}.json")
+    here = provenance.device_name(device, CELL_THREADS)
+    data = PreparedData(device, data_root)
+    found = []
+    for (dataset, pair, preset), specs in throughput.pair_specs(keyed).items():
+        keys = {variant: key for variant, (_, key) in specs.items()}
+        candidates = [m for m in [*throughput.stored_all(folder, dataset, pair), *committed]
+                      if m["dataset"] == dataset and m["pair"] == pair and m.get("method") == throughput.METHOD
+                      and {v: e["cell_key"] for v, e in m["variants"].items()} == keys]
+        by_device = {m["device"]: m for m in candidates}
+        if measure and here not in by_device:
+            key = throughput.measurement_key(specs, here)
+            by_device[here] = throughput.save(folder, {
+                "dataset": dataset, "pair": pair, "preset": preset, "key": key,
+                **timing.measure(specs, data.for_spec(specs["baseline"][0]), device)})
+        found += [by_device[name] for name in sorted(by_device)]
+    return found
+
+
+def _committed_throughput(document: Path) -> list[dict]:
+    try:
+        return json.loads(document.read_text()).get("throughput") or []
+    except (OSError, ValueError):
+        return []
 
 
 def _expected_epochs(spec, used: dict[tuple[str, str], float]) -> float | None:

@@ -146,6 +146,60 @@ def _sensitivity_section(doc: dict) -> list[str]:
     return lines
 
 
+def _throughput_section(doc: dict) -> list[str]:
+    """The cost claims (`sharens.throughput`): each pair's step-time ratios over paired rounds, per device, with
+    their FLOP ratios, bounds and verdicts; then each row's training cost as its cells' steps times its step."""
+    measured = doc.get("throughput") or []
+    if not measured:
+        return []
+    body = []
+    for m in measured:
+        for c in m["claims"]:
+            body.append([m["dataset"], m["pair"], m["device"], c["title"],
+                         f"{c['ratio']:.3f}x [{c['low']:.3f}, {c['high']:.3f}]",
+                         "" if c["flop_ratio"] is None else f"{c['flop_ratio']:.3f}x",
+                         f"{'≤' if c['at_most'] else '≥'} {c['bound']:.2f}x", c["verdict"]])
+    costs = _training_costs(doc)
+    lines = ["## Throughput: what SE costs", "",
+             f"Step times of each pair's networks as their cells build and train them (the table's batch, the "
+             f"cells' data, one thread on a CPU), timed in {measured[0]['rounds']} paired rounds: every loop of a "
+             "round back to back, in rotating order, so a busy machine's slow spells cancel in the round's ratios. "
+             "Ratio: the median over rounds, with the 95% t interval of the mean log-ratio. The FLOP ratio is the "
+             "floor a ratio can reach. Verdict: `within tolerance` when the whole interval is on the bound's side, "
+             "`exceeds` (or `falls short`, for an ensemble's cost) when it is wholly past it, else `inconclusive`; "
+             "SE's bound is 1 + its heads' FLOP share + the table's margin.", "",
+             tabulate(body, headers=["Data set", "Pair", "Device", "Claim", "Ratio [95% CI]", "FLOP ratio",
+                                     "Bound", "Verdict"], tablefmt="github"), ""]
+    if costs:
+        lines += ["Training cost to each row's accuracy, relative to SE's: the mean steps its cells trained times "
+                  "its measured step time (a snapshot ensemble trains the baseline's network; DSN and an ensemble "
+                  "their own), on the first device listed above.", "",
+                  tabulate(costs, headers=["Data set", "Pair", "Preset", "Row", "Mean steps", "Cost / SE's"],
+                           tablefmt="github"), ""]
+    return lines
+
+
+def _training_costs(doc: dict) -> list[list[str]]:
+    step = {}
+    for m in doc.get("throughput") or []:
+        for variant, entry in m["variants"].items():
+            step.setdefault((m["dataset"], m["pair"], variant), float(np.median(entry["train_seconds"])))
+    network = {"snapshot": "baseline", "se_weighted": "se"}
+    rows = []
+    by_pair = {}
+    for r in doc["rows"]:
+        if r.get("pair") and r.get("steps_mean"):
+            by_pair.setdefault((r["dataset"], r["pair"], r["preset"]), []).append(r)
+    for (dataset, pair, preset), found in by_pair.items():
+        cost = {r["variant"]: r["steps_mean"] * step[(dataset, pair, network.get(r["variant"], r["variant"]))]
+                for r in found if (dataset, pair, network.get(r["variant"], r["variant"])) in step}
+        if "se" not in cost:
+            continue
+        rows += [[dataset, pair, preset, r["model"], f"{r['steps_mean']:,.0f}",
+                  f"{cost[r['variant']] / cost['se']:.2f}x"] for r in found if r["variant"] in cost]
+    return rows
+
+
 def _diversity_section(doc: dict) -> list[str]:
     """How often two voters disagree: within a tap, across taps, and between independent members."""
     rows = [r for r in doc["rows"] if r.get("disagreement")]
@@ -305,5 +359,5 @@ def _gradient_section(doc: dict) -> list[str]:
 
 # in report order
 SECTIONS = (_health_section, _sweep_section, _tap_section, _gradient_section, _claims_section, _sensitivity_section,
-            _votes_section,
+            _throughput_section, _votes_section,
             _diversity_section, _metrics_section, _calibration_section, _taps_calibration_section)

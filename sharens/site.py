@@ -82,8 +82,8 @@ def _counts(counter: Counter) -> str:
     """Verdicts first (reproduced, not, inconclusive), then health statuses, then rows with nothing to compare."""
     if not counter:
         return "not run"
-    order = ["reproduced", "holds", "not reproduced", "not reproduced (above)", "not reproduced (below)", "reversed",
-             "inconclusive"]
+    order = ["reproduced", "holds", "within tolerance", "not reproduced", "not reproduced (above)",
+             "not reproduced (below)", "reversed", "exceeds", "falls short", "inconclusive"]
 
     def rank(item):
         name, n = item
@@ -91,6 +91,11 @@ def _counts(counter: Counter) -> str:
 
     return ", ".join(f'<span class="{_css(name)}">{html.escape(name)}: {n}</span>'
                      for name, n in sorted(counter.items(), key=rank))
+
+
+def throughput_verdicts(doc: dict) -> Counter:
+    """A document's cost claims (`sharens.throughput`), counted by verdict over pairs and devices."""
+    return Counter(c["verdict"] for m in doc.get("throughput") or [] for c in m["claims"])
 
 
 def _fragile(doc: dict) -> str:
@@ -105,7 +110,8 @@ def _css(verdict: str) -> str:
     for word in ("below", "above"):
         if verdict.endswith(f"({word})"):
             return word
-    return {"reproduced": "reproduced", "holds": "reproduced", "not reproduced": "below", "reversed": "below",
+    return {"reproduced": "reproduced", "holds": "reproduced", "within tolerance": "reproduced",
+            "not reproduced": "below", "reversed": "below", "exceeds": "below", "falls short": "below",
             "inconclusive": "inconclusive"}.get(verdict, "status")
 
 
@@ -132,21 +138,24 @@ def _write_index(root: Path, reports: list[tuple[Path, dict]]) -> Path:
              "instead. Claims compare SE with an alternative on the same seeds and test rows (paired), "
              "Holm-corrected within a table's family (the paper's claims; the suite's controls): "
              + "; ".join(f"<em>{html.escape(c.title)}</em> ({html.escape(c.description)})" for c in CLAIMS.values())
-             + ". <em>Fragile verdicts</em>: how many verdicts another interval method would change (each page "
-               "names them). Each page gives the evidence.</p>"]
+             + ". <em>Throughput</em>: SE's training step and prediction over its baseline's, and an independent "
+               "ensemble's training step over SE's, measured in paired rounds on each device and judged against "
+               "the table's tolerances. <em>Fragile verdicts</em>: how many verdicts another interval method would "
+               "change (each page names them). Each page gives the evidence.</p>"]
     for profile in dict.fromkeys(doc["profile"] for _, doc in reports):
         docs = [(path, doc) for path, doc in reports if doc["profile"] == profile]
         made = {claims.kind(claim).name for _, doc in docs for claim in doc["claims"]}
         shown = [c for c in CLAIMS.values() if c.name in made]
         lines += [f"<h2>Profile <code>{html.escape(profile)}</code></h2>", "<table>",
                   "<tr><th>table</th><th>rows</th>" + "".join(f"<th>claim: {html.escape(c.title)}</th>" for c in shown)
-                  + "<th>fragile verdicts</th><th>cells</th></tr>"]
+                  + "<th>throughput</th><th>fragile verdicts</th><th>cells</th></tr>"]
         for path, doc in docs:
             rows, by_claim = verdicts(doc)
             link = path.with_suffix(".html").relative_to(root).as_posix()
             lines.append(f'<tr><td><a href="{html.escape(link)}">{html.escape(doc["title"])}</a></td>'
                          f"<td>{_counts(rows)}</td>" + "".join(f"<td>{_counts(by_claim[c.name])}</td>" for c in shown)
-                         + f"<td>{_fragile(doc)}</td><td>{len(doc['cells'])}</td></tr>")
+                         + f"<td>{_counts(throughput_verdicts(doc))}</td><td>{_fragile(doc)}</td>"
+                         f"<td>{len(doc['cells'])}</td></tr>")
         lines.append("</table>")
     lines.append("<p>Each table's report is also in markdown (<code>&lt;table&gt;.md</code>) and JSON "
                  "(<code>&lt;table&gt;.json</code>) beside its page.</p>")

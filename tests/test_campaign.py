@@ -34,12 +34,34 @@ def test_a_campaign_runs_what_fits_in_order_and_the_next_one_resumes(data_root, 
     ran = {r["model"] for r in run.records}
     assert ran == {"DNN", "DNN+SE", "DNN+SE (accuracy-weighted vote)", "DNN x2 (independent)", "DNN DSN",
                    "DNN snapshots x2"}  # no classic rows
-    assert len(done.finished) == 2 * len(run.records) and done.tables == ["table5_semg"] and not done.failed
+    cells = [p for p in done.finished if p.parent.name != "throughput"]
+    assert len(cells) == 2 * len(run.records) and done.tables == ["table5_semg"] and not done.failed
+    # the pairs' step times come first, on this device: they travel back with the cells
+    measured = [p for p in done.finished if p.parent.name == "throughput"]
+    assert {p.name.split("__")[1] for p in measured} == {"DNN", "Deep-LSTM"}
+    assert done.finished[:len(measured)] == measured
     # 2 seeds x 2 presets x (baseline, SE, x2, DSN, snapshots)
     assert len(done.left) == 20 and all("Deep LSTM" in line and "needs up to 86400 s" in line for line in done.left)
     again = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path, data_root=data_root,
                                   profile="smoke")
     assert not again.finished and len(again.left) == 20  # resumed: the stored cells are not run again
+
+
+def test_a_campaign_at_smoke_runs_with_every_option_cuda_turns_on(data_root, tmp_path, lstm_cells_never_fit):
+    """Until a GPU is lent, the options a CUDA campaign switches on by default (bf16 autocast, channels_last,
+    batched members and seeds) run here on the CPU, forced, so the first GPU run meets no code that never ran;
+    its cells and step times come back as a lease's do."""
+    cuda_defaults = ("bf16", "channels_last", "batched_members", "batched_seeds")
+    table = get_table("table5_semg")
+    done = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path, data_root=data_root,
+                                 profile="smoke", speed=cuda_defaults)
+    assert done.finished and not done.failed
+    run = run_table(table, "smoke", out=tmp_path, data_root=data_root, execute=False)
+    batched = [r for r in run.records if r["model"] == "DNN x2 (independent)"]
+    assert batched and all(set(r["spec"]["network"]["speed"]) >= {"bf16", "batched_members", "batched_seeds"}
+                           for r in batched)
+    assert all(r["status"] == "ok" for r in run.records)
+    assert {m["pair"] for m in run.throughput} == {"DNN", "Deep LSTM"}
 
 
 def test_a_spent_budget_starts_nothing(data_root, tmp_path, lstm_cells_never_fit):
@@ -63,8 +85,14 @@ def test_packs_fit_what_a_lease_brings_back_and_unpack_restores_the_cells(data_r
                  str(data_root)]) == 0
     assert "table5_semg at smoke" in capsys.readouterr().out and (tmp_path / "results" / "table5_semg.md").exists()
     back = run_table(table, "smoke", out=tmp_path / "results", data_root=data_root, execute=False)
-    shipped = len({p.with_suffix("") for p in done.finished}) - len({p.with_suffix("") for p in left})
+
+    def cells(paths):
+        return {p.with_suffix("") for p in paths if p.parent.name != "throughput"}
+
+    shipped = len(cells(done.finished)) - len(cells(left))
     assert len(back.records) == shipped and all(back.outcomes.get(r) is not None for r in back.records)
+    measured = [p for p in done.finished if p.parent.name == "throughput" and p not in left]
+    assert len(back.throughput) == len(measured) > 0  # the step times came back with the cells
 
 
 def test_unpack_refuses_an_archive_that_is_not_cells(tmp_path, capsys):
