@@ -26,14 +26,20 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _tables(ids: list[str] | None) -> list:
+    """The tables named (default: every implemented one); raises benchmarks.UnknownTable (a ValueError)."""
+    from benchmarks import IMPLEMENTED, get_table
+
+    return [get_table(t) for t in ids or IMPLEMENTED]
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from benchmarks import IMPLEMENTED, UnknownTable, get_table
     from sharens import report
     from sharens.runner import run_table
 
     try:
-        tables = [get_table(t) for t in args.table or IMPLEMENTED]
-    except UnknownTable as exc:
+        tables = _tables(args.table)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.seeds is not None and args.seeds < 1:
@@ -314,13 +320,12 @@ def cmd_unpack(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Rerun a sample of committed cells here; exit 1 when a verdict would change, 2 on bad input."""
-    from benchmarks import IMPLEMENTED, UnknownTable, get_table
     from sharens.verify import Sample, lines, verify
 
     try:
-        tables = [get_table(t) for t in args.table or IMPLEMENTED]
+        tables = _tables(args.table)
         sample = Sample(args.sample, args.seed, args.cheapest)
-    except (UnknownTable, ValueError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     changed = False
@@ -339,12 +344,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_throughput(args: argparse.Namespace) -> int:
     """Measure the step times of a table's pairs on this device where none are stored, then rewrite its report
     from its stored cells (nothing else is trained)."""
-    from benchmarks import IMPLEMENTED, UnknownTable, get_table
     from sharens.runner import pair_throughput, pending
 
     try:
-        tables = [get_table(t) for t in args.table or IMPLEMENTED]
-    except UnknownTable as exc:
+        tables = _tables(args.table)
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     device = _device(args.device)
@@ -369,6 +373,13 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     found = coverage.stored()
     print(f"{coverage.summary(found)}; widest against its allowance {found['max_width_over_bound']:.2f} -> {path}")
     return 0
+
+
+def _tables_at_profile(command: argparse.ArgumentParser) -> None:
+    """--table (repeatable) and --profile (default full), for the commands that work on committed results."""
+    command.add_argument("--table", action="append", metavar="ID",
+                         help="table id (repeatable; default: every table)")
+    command.add_argument("--profile", choices=PROFILES, default="full")
 
 
 def _speed_argument(command: argparse.ArgumentParser) -> None:
@@ -468,8 +479,7 @@ def parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="rerun a sample of committed cells here: their drift, and any verdict that "
                                       "would change (exit 1)")
-    v.add_argument("--table", action="append", metavar="ID", help="table id (repeatable; default: every table)")
-    v.add_argument("--profile", choices=PROFILES, default="full")
+    _tables_at_profile(v)
     v.add_argument("--sample", type=int, default=20, metavar="N", help="cells to rerun per table (default 20)")
     v.add_argument("--seed", type=int, default=0, help="which cells: the draw's seed (default 0)")
     v.add_argument("--cheapest", action="store_true", help="the N cheapest cells (by committed wall time) instead")
@@ -484,8 +494,7 @@ def parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("throughput", help="measure each pair's step times on this device (where none are stored) "
                                            "and rewrite the table's report")
-    tp.add_argument("--table", action="append", metavar="ID", help="table id (repeatable; default: every table)")
-    tp.add_argument("--profile", choices=PROFILES, default="full")
+    _tables_at_profile(tp)
     tp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     tp.add_argument("--out", type=Path, default=None,
                     help="results folder (default: results/ for full, results/<profile>/ otherwise)")

@@ -75,8 +75,8 @@ def _drift_lines(root: Path) -> list[str]:
         return []
     lines = ["", "Committed cells rerun on another CPU (`python -m sharens verify`; per cell in "
              "`results/verify/`):", "",
-             "| Table | Cells | Committed on | Rerun on | Identical | Stopped at another epoch | Drift, median / max of its size "
-             "(points) | Verdicts changed |", "|---|---|---|---|---|---|---|---|"]
+             "| Table | Cells | Committed on | Rerun on | Identical | Stopped at another epoch "
+             "| Drift, median / max of its size (points) | Verdicts changed |", "|---|---|---|---|---|---|---|---|"]
     for v in found:
         d = v["drift"]
         lines.append(f"| {v['table']} ({v['profile']}) | {d['cells']} | {', '.join(v['committed_devices'])} | "
