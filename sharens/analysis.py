@@ -60,7 +60,6 @@ def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.
         rules |= {f"prefix {g}": _voters(_prefix(members, order, g)) for g in order[:-1]}
     calibration = {name: _calibrate(rule, test_logits, y_test, held_logits, y_held) for name, rule in rules.items()}
     own = calibration["vote"]
-    own["summary"]["before"] = dict(vote_metrics)
     result = {
         "version": ANALYSIS_VERSION,
         "held_out_rows": held_rows,
@@ -73,7 +72,9 @@ def analyse(test_logits: torch.Tensor, y_test: torch.Tensor, held_logits: torch.
         if held_logits is not None:
             result["early_exit"] = _early_exit(test_logits, y_test, held_logits, y_held, members, order,
                                                prefix_flops)
-    return _rounded(result)
+    result = _rounded(result)
+    result["calibration"]["vote"]["before"] = dict(vote_metrics)  # as the record holds them: not rounded
+    return result
 
 
 def _voters(heads: list[int]) -> Vote:
