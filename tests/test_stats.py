@@ -31,7 +31,15 @@ def test_the_interval_covers_the_truth_at_2_to_10_seeds_in_every_regime(simulate
 
 def test_the_stored_coverage_every_report_quotes_is_current(simulated):
     """`sharens/coverage.json` is what the simulation gives now (run `python -m sharens coverage` after a change)."""
-    assert coverage.stored() == json.loads(json.dumps(simulated))
+    stored = coverage.stored()
+    # the hit counts are exact; widths and noise ratios are float sums, which numpy's SIMD paths on another
+    # x86-64 CPU may round differently in the last bits
+    assert [(c["kind"], c["regime"], c["seeds"], c["coverage"]) for c in stored["cases"]] == \
+        [(c["kind"], c["regime"], c["seeds"], c["coverage"]) for c in simulated["cases"]]
+    for mine, now in zip(stored["cases"], simulated["cases"], strict=True):
+        assert mine["width_over_oracle"] == pytest.approx(now["width_over_oracle"], rel=1e-9)
+        assert mine["seed_over_row_noise"] == pytest.approx(now["seed_over_row_noise"], rel=1e-9)
+    assert stored["min_coverage"] == simulated["min_coverage"]
 
 
 def test_the_coverage_check_fails_a_method_that_under_covers_or_is_too_wide(monkeypatch):
