@@ -34,6 +34,7 @@ def _names(*depths: int) -> tuple[str, ...]:
 
 TABLE = Table(
     id="figure2_mnist",
+    run_order=6,
     title="Figure 2: plain vs sharing-ensemble tanh CNNs on MNIST by depth, test accuracy (%)",
     datasets=("mnist",),
     pairs=tuple(tanh_cnn(d, family) for family in (FAMILY, XAVIER) for d in DEPTHS),

@@ -26,6 +26,7 @@ def net(depth: int, residual: bool) -> Pair:
 
 TABLE = Table(
     id="resnet_cifar10",
+    run_order=7,
     title="He et al. 2016, Table 6: CIFAR-10 ResNets and plain nets, with SE heads, test accuracy (%)",
     datasets=("cifar10",),
     pairs=tuple(net(d, residual) for residual in (False, True) for d in DEPTHS),

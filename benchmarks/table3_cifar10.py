@@ -16,6 +16,7 @@ TABLE2_DNN = (1024, 512, 512, 512, 256, 256, 128, 128)
 
 TABLE = Table(
     id="table3_cifar10",
+    run_order=5,
     title="Table 3: CIFAR-10 image classification, test accuracy (%)",
     datasets=("cifar10",),
     pairs=(

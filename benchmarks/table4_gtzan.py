@@ -19,6 +19,7 @@ GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE pap
 
 TABLE = Table(
     id="table4_gtzan",
+    run_order=4,
     title="Table 4: GTZAN music genre classification, test accuracy (%)",
     datasets=("gtzan", "gtzan_filtered"),
     pairs=(

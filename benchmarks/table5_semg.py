@@ -6,6 +6,7 @@ GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE pap
 
 TABLE = Table(
     id="table5_semg",
+    run_order=2,
     title="Table 5: sEMG basic hand movements, test accuracy (%)",
     datasets=("semg",),
     pairs=(

@@ -14,6 +14,7 @@ TOKENS = {"vocab_size": VOCAB_SIZE, "embed_dim": 100}
 
 TABLE = Table(
     id="table6_imdb",
+    run_order=3,
     title="Table 6: IMDB movie-review sentiment, test accuracy (%)",
     datasets=("imdb",),
     pairs=(

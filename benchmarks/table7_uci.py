@@ -11,6 +11,7 @@ GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE pap
 
 TABLE = Table(
     id="table7_uci",
+    run_order=1,
     title="Table 7: UCI LETTER / ADULT / YEAST, test accuracy (%)",
     datasets=("letter", "adult", "yeast"),
     pairs=(

@@ -187,6 +187,7 @@ class Table:
     question: str = ""  # what the table is for, stated at the top of its report
     cited: tuple[str, ...] = ()  # paper rows shown but not re-run (other methods, quoted results)
     throughput: ThroughputTolerance = ThroughputTolerance()  # what the cost claims allow
+    run_order: int = 100  # tables are listed and run in this order: the cheapest first
 
     def __post_init__(self):
         object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))

@@ -27,7 +27,8 @@ import torch
 
 from sharens.benchmark import Table
 from sharens.costs import CostModel
-from sharens.executors import EXECUTORS, PreparedData, cell_groups
+from sharens.data.shapes import data_shape
+from sharens.executors import EXECUTORS, cell_groups
 from sharens.plan import CELL_THREADS
 from sharens.runner import pair_throughput, pending
 
@@ -51,11 +52,10 @@ def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, 
     """Run the pending network cells of `tables` at `profile`, in order, as long as each fits the budget."""
     start = time.monotonic()
     deadline = start + budget_s - RESERVE
-    costs = CostModel(device, CELL_THREADS)
-    data = PreparedData(device, data_root)
     result = Campaign()
     for table in tables:
         work = pending(table, profile, out=out, device=device, data_root=data_root, speed=speed)
+        costs = CostModel(device, CELL_THREADS, finished=list(work.records.values()))
         if time.monotonic() < deadline:  # the pairs' step times first: seconds a pair, and each a verdict
             before = set(work.store.throughput_files())
             pair_throughput(table, work.keyed, work.store, out, device, data_root, measure=True)
@@ -68,7 +68,7 @@ def run_campaign(tables: list[Table], *, device: torch.device, budget_s: float, 
                 result.left.append(f"{name}: the budget is spent")
                 continue
             # seeds trained together as one batched model cost at most what they cost one after another
-            bound = sum(costs.seconds(s, data.for_spec(s)) for s, _ in unit)
+            bound = sum(costs.seconds(s, data_shape(s.dataset, data_root)) for s, _ in unit)
             costs.save()
             if time.monotonic() + bound > deadline:
                 result.left.append(f"{name}: needs up to {bound:.0f} s, {max(0, deadline - time.monotonic()):.0f} "

@@ -28,9 +28,9 @@ def _device(name: str) -> torch.device:
 
 def _tables(ids: list[str] | None) -> list:
     """The tables named (default: every implemented one); raises benchmarks.UnknownTable (a ValueError)."""
-    from benchmarks import IMPLEMENTED, get_table
+    from benchmarks import TABLES, get_table
 
-    return [get_table(t) for t in ids or IMPLEMENTED]
+    return [get_table(t) for t in ids or TABLES]
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -113,6 +113,11 @@ def _plan_line(table_id: str, profile: str, run, jobs: int) -> str:
         line += (f"; estimated {expected}" + (f" (at most {bound}, every epoch cap reached)" if bound != expected
                                                else "") + f" on {run.device_name}"
                  + (f" with {jobs} jobs" if jobs > 1 else ""))
+    if run.downloads:
+        fetches: dict[str, list[str]] = {}  # one download can serve two data sets (GTZAN's two splits)
+        for name, size in run.downloads.items():
+            fetches.setdefault(size, []).append(name)
+        line += "; would download " + "; ".join(f"{', '.join(names)}: {size}" for size, names in fetches.items())
     return line
 
 
@@ -183,10 +188,10 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmarks import IMPLEMENTED, get_table
+    from benchmarks import TABLES, get_table
     from sharens.training import PRESETS, describe
 
-    for table_id in args.table or IMPLEMENTED:
+    for table_id in args.table or TABLES:
         table = get_table(table_id)
         print(f"{table.id}: {table.title}")
         print(f"  data sets: {', '.join(table.datasets)}")

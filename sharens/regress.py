@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import IMPLEMENTED, get_table
+from benchmarks import TABLES, get_table
 from sharens import document
 from sharens.runner import run_table
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     failed = False
     with tempfile.TemporaryDirectory() as out:
-        for table_id in IMPLEMENTED:
+        for table_id in TABLES:
             table = get_table(table_id)
             ref_path = args.reference / f"{table_id}.json"
             if not ref_path.exists():

@@ -14,7 +14,8 @@ from sharens import provenance, throughput, timing
 from sharens.benchmark import Table
 from sharens.cells import CellStore, Outcomes, cell_key
 from sharens.costs import CostModel, epochs_used
-from sharens.data import ensure, load_dataset
+from sharens.data import SOURCES, DataMissing, ensure, load_dataset
+from sharens.data.shapes import data_shape
 from sharens.executors import EXECUTORS, PreparedData
 from sharens.plan import CELL_THREADS, CellSpec, plan
 from sharens.training import Speed
@@ -37,6 +38,7 @@ class TableRun:
     resumable: int = 0  # cells still to run that resume from a checkpoint (estimates count them whole)
     older: list[dict] = field(default_factory=list)  # committed cells from before keys, in no rerun slot
     throughput: list[dict] = field(default_factory=list)  # the plan's pairs' step-time measurements, every device
+    downloads: dict[str, str] = field(default_factory=dict)  # (a plan only) data set a run would fetch -> its size
 
     @property
     def reported(self) -> list[dict]:
@@ -53,12 +55,13 @@ class Work:
     records: dict[str, dict]  # key -> record of the stored cells
     todo: list[tuple[CellSpec, str]]  # the cells still to run (only the rows, presets and seeds asked for)
     keyless: list[dict]  # committed cells from before cells were keyed (see CellStore.older_cells)
+    missing: dict[str, str] = field(default_factory=dict)  # data set not here -> what its download fetches
 
 
 def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = None,
             presets: list[str] | None = None, device: torch.device = CPU, data_root: Path | None = None,
             force: bool = False, datasets: list[str] | None = None, speed: Sequence[str] = (),
-            rows: list[str] | None = None, download: bool = False) -> Work:
+            rows: list[str] | None = None, download: bool = False, missing_ok: bool = False) -> Work:
     """Plan `table` at a profile, key every cell on its data, and find the stored ones (see `run_table`)."""
     profile = table.profile(profile_name)
     asked_presets = list(presets or table.presets)
@@ -74,9 +77,16 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
         if set(rows) - labels:
             raise ValueError(f"no row {sorted(set(rows) - labels)} in {table.id} at {profile.name}; "
                              f"rows: {', '.join(sorted(labels))}")
-    # verifies every file (and fails here, once, before any work) and keys each cell on the data it reads
-    identities = {name: ensure(name, data_root, allow_download=download)
-                  for name in dict.fromkeys(s.dataset for s in specs)}
+    # verifies every file (and fails here, once, before any work) and keys each cell on the data it reads; a plan
+    # that only looks (`missing_ok`) keys a missing data set's cells on its name: none is stored, all would run
+    identities, missing = {}, {}
+    for name in dict.fromkeys(s.dataset for s in specs):
+        try:
+            identities[name] = ensure(name, data_root, allow_download=download)
+        except DataMissing:
+            if not missing_ok:
+                raise
+            identities[name], missing[name] = {"missing": name}, SOURCES[name].download_size()
     store = CellStore(out, table.id, profile.name)
     keyed = [(spec, cell_key(spec, identities[spec.dataset])) for spec in specs]
     # cells committed with a report (a fresh clone, a GPU lease's return) count as stored, forced or not: `force`
@@ -93,7 +103,7 @@ def pending(table: Table, profile_name: str, *, out: Path, seeds: int | None = N
                 todo.append((spec, key))
         else:
             records[key] = record
-    return Work(keyed, store, records, todo, keyless)
+    return Work(keyed, store, records, todo, keyless, missing)
 
 
 def run_table(
@@ -127,12 +137,13 @@ def run_table(
     count, so the numbers do not depend on the schedule. On CUDA cells train with bf16 autocast and
     channels_last and batch an ensemble's members; `speed` names further `training.Speed` options (e.g.
     compile); each cell's spec records them. With `execute` False nothing runs: the result holds the stored
-    cells of the plan, and `errors` names the cells still to run. `rows` (labels) restricts what runs, not what
-    is reported: every stored cell of the plan stays in the result. With `estimate` (and `execute` False), the
-    cost model (`sharens.costs`) times the cells still to run; with `estimate_plan` too, every cell of the plan.
-    With `download`, a data set whose files are
-    missing is downloaded into the data root first. `executor` names where cells run (`sharens.executors`;
-    default: worker processes when `jobs` > 1, else this process); `address` is a Ray cluster's. With
+    cells of the plan, `errors` names the cells still to run and `downloads` the data sets a run would fetch first
+    (with `estimate` and without `download`, a missing data set is then no error). `rows` (labels) restricts
+    what runs, not what is reported: every stored cell of the plan stays in the result. With `estimate` (and
+    `execute` False), the cost model (`sharens.costs`) prices the cells still to run; with `estimate_plan` too,
+    every cell of the plan. With `download`, a data set whose files are missing is downloaded into the data root
+    first. `executor` names where cells run (`sharens.executors`; default: worker processes when `jobs` > 1,
+    else this process); `address` is a Ray cluster's. With
     `throughput` (and `execute`), each pair's step times are measured on this device where none are stored
     (`sharens.throughput`: seconds a pair; `reproduce` and `regress` ask for it).
     """
@@ -142,7 +153,8 @@ def run_table(
     if executor == "processes" and device.type != "cpu":
         raise ValueError("--jobs > 1 is for CPU runs; a GPU runs one cell at a time (or use --executor ray)")
     work = pending(table, profile_name, out=out, seeds=seeds, presets=presets, device=device, data_root=data_root,
-                   force=force, datasets=datasets, speed=speed, rows=rows, download=download)
+                   force=force, datasets=datasets, speed=speed, rows=rows, download=download,
+                   missing_ok=estimate and not execute and not download)
     keyed, store, records, todo = work.keyed, work.store, work.records, work.todo
     if not execute:
         finished = [records[key] for _, key in keyed if key in records]
@@ -151,16 +163,18 @@ def run_table(
         run = TableRun(finished, waiting, Outcomes.from_store(store, finished), planned=len(keyed),
                        older=store.older_cells(work.keyless, finished),
                        resumable=len(store.resumable([key for _, key in todo])),
-                       throughput=pair_throughput(table, keyed, store, out, device, data_root, measure=False))
-        if estimate:  # only the cells still to run are timed (a dry run at the committed results times none)
-            costs = CostModel(device, CELL_THREADS)
-            data = PreparedData(device, data_root)
+                       throughput=pair_throughput(table, keyed, store, out, device, data_root, measure=False),
+                       downloads=work.missing)
+        if estimate:  # nothing is trained: FLOPs and this device's calibration, or its finished cells' rates
+            costs = CostModel(device, CELL_THREADS, finished=finished)
+            shapes = {name: data_shape(name, data_root, missing_ok=True) for name in dict.fromkeys(
+                spec.dataset for spec, _ in keyed)}
             used = epochs_used(finished)
-            bound = {key: costs.seconds(spec, data.for_spec(spec)) for spec, key in (keyed if estimate_plan else todo)}
+            bound = {key: costs.seconds(spec, shapes[spec.dataset]) for spec, key in (keyed if estimate_plan else todo)}
             run.bound_seconds = sum(bound[key] for _, key in todo)
             run.plan_bound_seconds = sum(bound.values()) if estimate_plan else None
             run.estimated_seconds = sum(
-                costs.seconds(spec, data.for_spec(spec), _expected_epochs(spec, used)) for spec, _ in todo)
+                costs.seconds(spec, shapes[spec.dataset], _expected_epochs(spec, used)) for spec, _ in todo)
             run.device_name = costs.device_name
             costs.save()
         return run

@@ -19,7 +19,7 @@ CPU = torch.device("cpu")
 @pytest.fixture
 def lstm_cells_never_fit(monkeypatch):
     """The cost model says an LSTM cell needs a day and anything else nothing: which cells fit is then certain."""
-    def seconds(self, spec, data, epochs=None):
+    def seconds(self, spec, shape, epochs=None):
         return 86400.0 if spec.network.backbone == "deep_lstm" else 0.0
 
     monkeypatch.setattr(costs.CostModel, "seconds", seconds)

@@ -182,7 +182,7 @@ def test_locate_prefers_the_official_archive_and_verifies_the_files(tmp_path, mo
     payload = b"pretend this is the official archive"
     (root / cifar10.CIFAR_ARCHIVE).write_bytes(payload)
     monkeypatch.setitem(files.MANIFEST, cifar10.CIFAR_ARCHIVE, files.DataFile(
-        cifar10.CIFAR_ARCHIVE, hashlib.sha256(payload).hexdigest(), files.CIFAR_URL, "test", "cifar10"))
+        cifar10.CIFAR_ARCHIVE, hashlib.sha256(payload).hexdigest(), files.CIFAR_URL, "test", "cifar10", len(payload)))
     assert list(cifar10.locate(root, tmp_path / "cache")) == [cifar10.CIFAR_ARCHIVE]
     need(cifar10.CIFAR_REPACK)
     found = cifar10.locate(ROOT, tmp_path / "cache")  # hashes the real repack (~1 s)

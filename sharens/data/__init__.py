@@ -26,8 +26,8 @@ from sharens.data import cifar10, files, gtzan, imdb, mnist, semg
 from sharens.data.files import DataError, DataMissing, cache_dir, data_root
 from sharens.data.uci import read_adult, read_letter, read_yeast
 
-__all__ = ["DATASETS", "SOURCES", "DataError", "DataMissing", "Dataset", "cache_dir", "data_root", "download",
-           "ensure", "identify", "load_dataset"]
+__all__ = ["DATASETS", "SOURCES", "DataError", "DataMissing", "Dataset", "cache_dir", "cache_key", "data_root",
+           "download", "ensure", "identify", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class Source:
     changes. `files` are the manifest files it reads and `download` fetches;
     `locate(root, cache)` replaces that list where the files present may vary
     ({label: (path, sha256)}); `fetch(root)` replaces the plain
-    download where the files come out of a bundle.
+    download where the files come out of a bundle, and `fetch_size()` says
+    what that bundle costs.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Source:
     files: tuple[str, ...] = ()
     locate: Callable[[Path, Path], dict[str, tuple[Path, str]]] | None = None
     fetch: Callable[[Path], list[Path]] | None = None
+    fetch_size: Callable[[], str] | None = None
 
     def sources(self, root: Path, cache: Path) -> dict[str, tuple[Path, str]]:
         """{label: (verified path, sha256)} of the files this data set reads under `root`."""
@@ -60,17 +62,25 @@ class Source:
             return self.fetch(root)
         return files.download(self.files, root)
 
+    def download_size(self) -> str:
+        """What `download` fetches, in words: file names and megabytes."""
+        if self.fetch_size is not None:
+            return self.fetch_size()
+        fetched = [files.MANIFEST[rel] for rel in self.files]
+        return f"{', '.join(f.name for f in fetched)} ({sum(f.size for f in fetched) / 1e6:.1f} MB)"
+
 
 SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("letter", read_letter, 1, ("uci/letter-recognition.data",)),
     Source("adult", read_adult, 1, ("uci/adult.data", "uci/adult.test")),
     Source("yeast", read_yeast, 1, ("uci/yeast.data",)),
-    Source("semg", semg.read_semg, 1, semg.FILES, fetch=semg.download),
+    Source("semg", semg.read_semg, 1, semg.FILES, fetch=semg.download, fetch_size=semg.download_size),
     # `files` is what `download` fetches; `locate` also accepts the repack or an extracted folder
     Source("imdb", imdb.read_imdb, 1, (imdb.OFFICIAL,), locate=imdb.locate),
-    Source("gtzan", gtzan.read_gtzan, 1, locate=gtzan.locate, fetch=gtzan.download),
+    Source("gtzan", gtzan.read_gtzan, 1, locate=gtzan.locate, fetch=gtzan.download, fetch_size=gtzan.download_size),
     # the same clips on Kereliuk et al.'s fault-filtered partition (Table 4's second split)
-    Source("gtzan_filtered", gtzan.read_gtzan_filtered, 1, locate=gtzan.locate, fetch=gtzan.download),
+    Source("gtzan_filtered", gtzan.read_gtzan_filtered, 1, locate=gtzan.locate, fetch=gtzan.download,
+           fetch_size=gtzan.download_size),
     Source("mnist", mnist.read_mnist, 1, mnist.MNIST_FILES),
     # version 2: the shared repack's test set became the official one; no lossless mask
     Source("cifar10", cifar10.read_cifar10, 2, (cifar10.CIFAR_ARCHIVE,), locate=cifar10.locate),
@@ -117,7 +127,8 @@ def identify(name: str, root: str | os.PathLike | None = None, cache: str | os.P
     return _identity(source, source.sources(data_root(root), cache_dir(cache)))
 
 
-def _cache_key(identity: dict) -> str:
+def cache_key(identity: dict) -> str:
+    """The name of the cached arrays of a data set with this identity (`identify`)."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -156,7 +167,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None,
     root, cache = data_root(root), cache_dir(cache)
     sources = source.sources(root, cache)
     identity = _identity(source, sources)
-    key = _cache_key(identity)
+    key = cache_key(identity)
     path = cache / f"{name}-{key}.npz"
     result = _read_cache(path)
     if result is None:
@@ -186,7 +197,7 @@ def ensure(name: str, root: str | os.PathLike | None = None, allow_download: boo
         return identify(name, root)
     except files.DataMissing as missing:
         if not allow_download:
-            raise DataError(f"{missing} (nothing is downloaded with --no-download or --dry-run)") from missing
+            raise DataMissing(f"{missing} (nothing is downloaded with --no-download or --dry-run)") from missing
     print(f"{name}: not under {data_root(root)}; downloading it", flush=True)
     download(name, root)
     return identify(name, root)

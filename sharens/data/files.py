@@ -48,59 +48,63 @@ class DataFile:
     url: str
     hint: str  # how to get it by hand
     dataset: str  # the data set whose `download` fetches it
+    size: int  # bytes, as published (or measured on the verified file): what a download costs
 
     @property
     def name(self) -> str:
         return self.relpath.rsplit("/", 1)[1]
 
 
-def _uci(relpath: str, sha256: str, folder: str, dataset_id: int, title: str) -> DataFile:
+def _uci(relpath: str, sha256: str, size: int, folder: str, dataset_id: int, title: str) -> DataFile:
     url = f"{UCI_BASE}/{folder}/{relpath.rsplit('/', 1)[1]}"
     return DataFile(relpath, sha256, url, f"download {url} (UCI ML repository dataset {dataset_id}, {title})",
-                    title.split()[0].lower())
+                    title.split()[0].lower(), size)
 
 
-def _mnist(name: str, sha256: str) -> DataFile:
+def _mnist(name: str, sha256: str, size: int) -> DataFile:
     url = MNIST_URL + name
-    return DataFile(f"mnist/{name}", sha256, url, f"download {url} (MNIST, LeCun et al. 1998)", "mnist")
+    return DataFile(f"mnist/{name}", sha256, url, f"download {url} (MNIST, LeCun et al. 1998)", "mnist", size)
 
 
-def _semg(name: str, sha256: str) -> DataFile:
+def _semg(name: str, sha256: str, size: int) -> DataFile:
     return DataFile(f"semg/{name}", sha256, SEMG_ZIP_URL,
                     f"UCI ML repository dataset 313 (sEMG for Basic Hand movements): "
-                    f"unzip '{SEMG_ZIP_FOLDER}/{name}' from {SEMG_ZIP_URL}", "semg")
+                    f"unzip '{SEMG_ZIP_FOLDER}/{name}' from {SEMG_ZIP_URL}", "semg", size)
 
 
 MANIFEST: dict[str, DataFile] = {f.relpath: f for f in (
-    _uci("uci/letter-recognition.data", "2b89f3602cf768d3c8355267d2f13f2417809e101fc2b5ceee10db19a60de6e2",
+    _uci("uci/letter-recognition.data", "2b89f3602cf768d3c8355267d2f13f2417809e101fc2b5ceee10db19a60de6e2", 712565,
          "letter-recognition", 59, "Letter Recognition"),
-    _uci("uci/adult.data", "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d",
+    _uci("uci/adult.data", "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d", 3974305,
          "adult", 2, "Adult"),
-    _uci("uci/adult.test", "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05",
+    _uci("uci/adult.test", "a2a9044bc167a35b2361efbabec64e89d69ce82d9790d2980119aac5fd7e9c05", 2003153,
          "adult", 2, "Adult"),
-    _uci("uci/yeast.data", "7cf61776fc04f527f93bf57a327b863893a1225d82df02d457e8950173218258",
+    _uci("uci/yeast.data", "7cf61776fc04f527f93bf57a327b863893a1225d82df02d457e8950173218258", 94976,
          "yeast", 110, "Yeast"),
-    _semg("female_1.mat", "d865552d4795381362d388ecc8c6816c96db3ab07a47c96ccf61b962247c0179"),
-    _semg("female_2.mat", "032a67db33a4b686cbd2cf90ef23b3c376599baef8911d1ae509e6df91ab3ff9"),
-    _semg("female_3.mat", "6763e77302473c887e5dffb08dd231070763a07944a15dd7ec673dd8ba4b496d"),
-    _semg("male_1.mat", "4637c7538292a331c30e06d58d8bafc6dfbab15ad1d4954250f19c05a52ae110"),
-    _semg("male_2.mat", "f038709bc1e5bbd427cd378492a6314275b788f5e6a37ed25f154e8ad4e59820"),
+    _semg("female_1.mat", "d865552d4795381362d388ecc8c6816c96db3ab07a47c96ccf61b962247c0179", 2115292),
+    _semg("female_2.mat", "032a67db33a4b686cbd2cf90ef23b3c376599baef8911d1ae509e6df91ab3ff9", 2568352),
+    _semg("female_3.mat", "6763e77302473c887e5dffb08dd231070763a07944a15dd7ec673dd8ba4b496d", 1885069),
+    _semg("male_1.mat", "4637c7538292a331c30e06d58d8bafc6dfbab15ad1d4954250f19c05a52ae110", 1938468),
+    _semg("male_2.mat", "f038709bc1e5bbd427cd378492a6314275b788f5e6a37ed25f154e8ad4e59820", 2144205),
     DataFile("imdb/aclImdb_v1.tar.gz", "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
-             IMDB_URL, f"download {IMDB_URL} (Large Movie Review Dataset v1.0, Maas et al. 2011)", "imdb"),
+             IMDB_URL, f"download {IMDB_URL} (Large Movie Review Dataset v1.0, Maas et al. 2011)", "imdb",
+             84_125_825),
     # the same reviews repacked with xz and without train/unsup (the project's shared data root)
     DataFile("imdb/aclImdb_v1_labeled.tar.xz", "b52855f5949e630aa2c86ceb85a4c76ad02690705c2a4dc05464029772ac9708",
-             IMDB_URL, f"it is a repack of the official archive; get the official one instead: {IMDB_URL}", "imdb"),
-    _mnist("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-    _mnist("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-    _mnist("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-    _mnist("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+             IMDB_URL, f"it is a repack of the official archive; get the official one instead: {IMDB_URL}", "imdb",
+             18_843_884),
+    _mnist("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
+    _mnist("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
+    _mnist("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
+    _mnist("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
     # official archive (md5 c58f30108f718f92721af3b95e74349a; Keras' loader pins the same sha256)
     DataFile("cifar10/cifar-10-python.tar.gz", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-             CIFAR_URL, f"download {CIFAR_URL} (CIFAR-10 python version, Krizhevsky 2009)", "cifar10"),
+             CIFAR_URL, f"download {CIFAR_URL} (CIFAR-10 python version, Krizhevsky 2009)", "cifar10",
+             170_498_071),
     # the project's shared repack (xz): every image pixel-identical to the official release, in its order
     DataFile("cifar10/cifar-10-python.tar.xz", "32c915124bc2482f886bf8718a53864fd77610db7eb8972ecdd049ed1776990d",
              CIFAR_URL, f"it is a repack of the official archive; get the official one instead: {CIFAR_URL}",
-             "cifar10"),
+             "cifar10", 139_709_032),
 )}
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -277,6 +277,12 @@ def read_gtzan_filtered(paths: dict[str, Path], cache: Path, params: MfccParams 
     return read_gtzan(paths, cache, params, split=_filtered_split)
 
 
+def download_size() -> str:
+    """What `download` fetches, in words (the archive's own size is not published; its clips' is)."""
+    kept = sum(size for _, size in _reference().values())
+    return f"{ARCHIVE_NAME} (size not published; its 1,000 clips are {kept / 1e6:,.0f} MB)"
+
+
 def download(root: Path) -> list[Path]:
     """Fetch the archive (the original host, then its mirrors) and keep every clip that matches the original:
     an .au clip by its published sha256, a .wav conversion by its format and sample count."""

@@ -56,6 +56,12 @@ def read_semg(paths: dict[str, Path], cache: Path | None = None) -> dict:
     return split_result(x_train, y[train], x_test, y[test], GESTURES, info)
 
 
+def download_size() -> str:
+    """What `download` fetches, in words (UCI publishes no size for its zip; the five files it keeps are known)."""
+    kept = sum(files.MANIFEST[rel].size for rel in FILES)
+    return f"{ZIP_NAME} (size not published; the 5 files kept are {kept / 1e6:.1f} MB)"
+
+
 def download(root: Path) -> list[Path]:
     """The five files out of UCI's zip (no published hash of its own), each checked on its own."""
     todo = [files.MANIFEST[rel] for rel in FILES if not files.is_verified(rel, root)]
