@@ -1,4 +1,5 @@
-"""Entry points: `nox -s tests`, `nox -s lint`, `nox -s reproduce -- ARGS`, `nox -s regress`."""
+"""Entry points: `nox -s tests` (fast tier), `nox -s tests_slow`, `nox -s lint`, `nox -s reproduce -- ARGS`,
+`nox -s regress`, `nox -s bench`."""
 
 import os
 from pathlib import Path
@@ -19,8 +20,16 @@ def _data_env() -> dict:
 
 @nox.session
 def tests(session):
+    """The fast tier: unit tests on synthetic or sliced data (minutes on 2 cores)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs, env=_data_env())
+    session.run("pytest", "-q", "-m", "not slow", *session.posargs, env=_data_env())
+
+
+@nox.session
+def tests_slow(session):
+    """The slow tier: end-to-end runs of whole tables on the real data (`@pytest.mark.slow`); CI runs both."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "-m", "slow", *session.posargs, env=_data_env())
 
 
 @nox.session
@@ -46,9 +55,11 @@ def regress(session):
 
 @nox.session
 def bench(session):
-    """Training throughput (SE / baseline, harness overhead, batched members) -> results/bench/<device>.{md,json}."""
+    """Training throughput (SE / baseline, harness overhead, batched members) -> results/bench/<device>.{md,json};
+    the cold-cache dry run of every table -> results/bench/dry_run.{md,json}."""
     session.install("-e", ".[bench]")
     raw = ".bench.json"
     session.run("pytest", "bench", "-q", "-p", "no:cacheprovider", f"--benchmark-json={raw}", *session.posargs,
                 env=_data_env())
     session.run("python", "bench/summarize.py", raw)
+    session.run("python", "bench/dry_run.py", env=_data_env())  # a fresh clone's dry run, and the estimates' error

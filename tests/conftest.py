@@ -13,6 +13,16 @@ from sharens.data import files
 REPO = Path(__file__).resolve().parents[1]
 
 
+SLOW_FIXTURES = ("smoke_out", "image_smoke")  # whole tables run at smoke: minutes each
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that reads a whole table's smoke run is `slow` (the fast tier: `nox -s tests`)."""
+    for item in items:
+        if set(SLOW_FIXTURES) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data: $SHARENS_DATA, else ../shared/data beside the repository."""

@@ -77,6 +77,7 @@ def _cell(seed: int, rows: int = 400, classes: int = 4):
     return 3 * logits, y  # and is overconfident
 
 
+@pytest.mark.slow
 def test_analysis_fits_on_held_out_rows_only_and_reports_every_voter_group():
     test, y_test = _cell(0)
     held, y_held = _cell(1)
@@ -130,6 +131,7 @@ def test_adaptive_calibration_error_is_a_function_of_the_data():
     assert values.pop() == pytest.approx((5 * 40 + 5 * 60 + 5 * 10) / 15, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_summary_over_seeds_averages_and_pools_the_reliability_bins():
     held, y_held = _cell(9)
     vote = lambda logits: VOTES["soft"].scores(logits, Ballot(None))  # noqa: E731

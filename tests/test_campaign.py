@@ -26,6 +26,7 @@ def lstm_cells_never_fit(monkeypatch):
     monkeypatch.setattr(campaign, "RESERVE", 0.0)
 
 
+@pytest.mark.slow
 def test_a_campaign_runs_what_fits_in_order_and_the_next_one_resumes(data_root, tmp_path, lstm_cells_never_fit):
     table = get_table("table5_semg")
     done = campaign.run_campaign([table], device=CPU, budget_s=3600, out=tmp_path, data_root=data_root,
@@ -47,6 +48,7 @@ def test_a_campaign_runs_what_fits_in_order_and_the_next_one_resumes(data_root, 
     assert not again.finished and len(again.left) == 20  # resumed: the stored cells are not run again
 
 
+@pytest.mark.slow
 def test_a_campaign_at_smoke_runs_with_every_option_cuda_turns_on(data_root, tmp_path, lstm_cells_never_fit):
     """Until a GPU is lent, the options a CUDA campaign switches on by default (bf16 autocast, channels_last,
     batched members and seeds) run here on the CPU, forced, so the first GPU run meets no code that never ran;
@@ -70,6 +72,7 @@ def test_a_spent_budget_starts_nothing(data_root, tmp_path, lstm_cells_never_fit
     assert not done.finished and all("budget is spent" in line for line in done.left)
 
 
+@pytest.mark.slow
 def test_packs_fit_what_a_lease_brings_back_and_unpack_restores_the_cells(data_root, tmp_path, monkeypatch,
                                                                           lstm_cells_never_fit, capsys):
     table = get_table("table5_semg")

@@ -153,6 +153,7 @@ def test_reproduce_prints_its_plan_and_estimate_before_any_work(data_root, tmp_p
     assert "50 cells planned, 0 stored, 1 to run; estimated" in capsys.readouterr().out  # printed before the run
 
 
+@pytest.mark.slow
 def test_auto_runs_the_largest_profile_a_cpu_can_finish_and_says_what_it_left(data_root, tmp_path, capsys,
                                                                                monkeypatch):
     args = ["reproduce", "--table", "table5_semg", "--data-root", str(data_root), "--out", str(tmp_path),

@@ -153,7 +153,8 @@ def test_sweep_report_pivots_by_depth_and_measures_degradation(tmp_path):
 @pytest.fixture(scope="module")
 def image_smoke(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("image_smoke")
-    args = ["reproduce", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--data-root", str(data_root)]
+    args = ["reproduce", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--data-root", str(data_root),
+            "--jobs", "2"]
     for table in IMAGE_TABLES:
         args += ["--table", table]
     assert main(args) == 0
@@ -185,6 +186,7 @@ INPUT_SHAPES = {"cifar10": (3, 32, 32), "mnist": (1, 28, 28)}
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table_id", IMAGE_TABLES)
 def test_every_full_profile_model_builds_and_trains_two_steps(table_id):
     """`full` runs only on a GPU, and smoke/quick train only some of a sweep's depths: run every network cell

@@ -106,6 +106,7 @@ def test_mnist_reader_checks_the_row_counts(tmp_path):
 
 # --- CIFAR-10 ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cifar10_reader_on_the_real_repack(cifar_data):
     d = cifar_data
     assert d["x_train"].shape == (50000, 3, 32, 32) and d["x_test"].shape == (10000, 3, 32, 32)
@@ -194,6 +195,7 @@ def test_mnist_files_are_the_manifests():
     assert set(mnist.MNIST_FILES) <= set(files.MANIFEST)
 
 
+@pytest.mark.slow
 def test_load_dataset_reads_cifar10_from_its_cache(tmp_path):
     need(cifar10.CIFAR_REPACK)
     first = load_dataset("cifar10", ROOT, tmp_path)

@@ -41,6 +41,7 @@ def _task(n: int = 600):
 
 @pytest.mark.parametrize("rule", [{"patience": 2, "stop_on": "heldout_loss"},
                                   {"patience": 1, "stop_on": "train_loss"}, {}])
+@pytest.mark.slow
 def test_member_k_of_a_batched_run_equals_a_separate_run_of_its_seed(rule):
     """Own initialisation, rows (each seed's own hold-out split, as a cell group's seeds have), data order and
     stopping rule: weights, curves, kept epoch and test logits match a plain `train` of each seed on its rows
@@ -71,6 +72,7 @@ def test_member_k_of_a_batched_run_equals_a_separate_run_of_its_seed(rule):
         torch.testing.assert_close(predict_logits(batched, x), predict_logits(model, x), rtol=1e-4, atol=5e-5)
 
 
+@pytest.mark.slow
 def test_members_keep_their_own_batch_norm_statistics():
     """With batch norm, every weight and running variance matches a separate run of the member's seed, and the
     members' running statistics differ from one another (they are not shared)."""

@@ -18,6 +18,7 @@ from sharens.cli import main
 from sharens.executors import SMALL_CELL_GPU, ray_resources
 from sharens.plan import plan
 
+pytestmark = pytest.mark.slow  # a real two-node cluster: a minute or more
 ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).with_name("ray"))
 ROWS = ["--rows", "DNN", "--rows", "DNN+SE", "--rows", "Deep LSTM", "--rows", "Random Forest"]

@@ -5,6 +5,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 from sharens import site
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -76,6 +78,7 @@ def test_the_index_counts_each_tables_verdicts(tmp_path):
     assert site.verdicts(doc)[0] == {"not run": 1}
 
 
+@pytest.mark.slow
 def test_writing_a_report_rewrites_the_pages_of_its_tree(tmp_path):
     """A quick report written into `<tree>/quick` refreshes the tree's index and its own page."""
     from sharens.cli import main

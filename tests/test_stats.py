@@ -16,6 +16,7 @@ def simulated():
     return coverage.run()
 
 
+@pytest.mark.slow
 def test_the_interval_covers_the_truth_at_2_to_10_seeds_in_every_regime(simulated):
     """At least 93% of nominal 95% in each regime, for rows and paired claims, and never wider than the t
     quantile's price allows, so an interval too wide to decide anything cannot pass either."""
@@ -29,6 +30,7 @@ def test_the_interval_covers_the_truth_at_2_to_10_seeds_in_every_regime(simulate
     assert ratio["test rows dominate"] < 1.2 < ratio["seeds dominate"] / 2
 
 
+@pytest.mark.slow
 def test_the_stored_coverage_every_report_quotes_is_current(simulated):
     """`sharens/coverage.json` is what the simulation gives now (run `python -m sharens coverage` after a change)."""
     stored = coverage.stored()

@@ -31,7 +31,7 @@ TABLES = ("table7_uci", "table5_semg", "table6_imdb", "table4_gtzan")
 @pytest.fixture(scope="module")
 def smoke_out(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("smoke")
-    args = ["reproduce", "--profile", "smoke", "--out", str(out), "--data-root", str(data_root)]
+    args = ["reproduce", "--profile", "smoke", "--out", str(out), "--data-root", str(data_root), "--jobs", "2"]
     for table in TABLES:
         args += ["--table", table]
     assert main(args) == 0
@@ -121,6 +121,7 @@ def test_every_finished_cell_keeps_its_test_rows(smoke_out, table_id, tmp_path):
         packed.get(network)
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(smoke_out, data_root, tmp_path):
     """A forced rerun on this machine reproduces every accuracy bit for bit."""
     run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, force=True)
@@ -130,6 +131,7 @@ def test_same_seed_same_numbers(smoke_out, data_root, tmp_path):
     assert rerun == {(r["model"], r["preset"], r["seed"]): r.get("accuracy") for r in first}
 
 
+@pytest.mark.slow
 def test_parallel_cells_give_the_sequential_numbers(data_root, tmp_path):
     """--jobs 2 (worker processes) and sequential runs in this process at 1 and at 2 threads give the same
     numbers and the same test-row outcomes: every spec fixes its own thread count, whatever the schedule."""
@@ -183,6 +185,7 @@ def test_a_forest_grows_its_trees_on_the_cells_threads_only():
         assert getattr(estimator, "n_jobs", None) in (None, spec.threads), c.estimator
 
 
+@pytest.mark.slow
 def test_a_spec_runs_in_a_spawned_worker_that_never_imports_benchmarks(data_root):
     """The work order is self-contained: a fresh process unpickles a spec and runs it without the tables."""
     import multiprocessing
@@ -223,6 +226,7 @@ def test_a_changed_data_file_or_reader_makes_stored_cells_stale(data_root, tmp_p
     assert not {r["key"] for r in other_file.records} & {r["key"] for r in first.records}
 
 
+@pytest.mark.slow
 def test_a_vote_and_a_metric_added_through_their_registries_reach_json_and_markdown(data_root, tmp_path):
     @voting.register_vote("first_head", "the shallowest head alone")
     def first_head(logits, ballot):
@@ -245,6 +249,7 @@ def test_a_vote_and_a_metric_added_through_their_registries_reach_json_and_markd
     assert "first_head" in markdown and "the shallowest head alone" in markdown
 
 
+@pytest.mark.slow
 def test_report_is_rebuilt_from_stored_cells_alone(smoke_out, tmp_path, capsys):
     stored = json.loads((smoke_out / "table5_semg.json").read_text())
     assert main(["report", "--table", "table5_semg", "--source", str(smoke_out / "table5_semg.json"),
@@ -259,6 +264,7 @@ def test_report_is_rebuilt_from_stored_cells_alone(smoke_out, tmp_path, capsys):
     assert "reproduce --table table7_uci" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_cells(smoke_out, data_root):
     before = {p: p.stat().st_mtime_ns for p in smoke_out.glob("cells/table7_uci/smoke/*.json")}
     assert main(["reproduce", "--table", "table7_uci", "--profile", "smoke", "--out", str(smoke_out),
@@ -266,6 +272,7 @@ def test_rerun_skips_finished_cells(smoke_out, data_root):
     assert before == {p: p.stat().st_mtime_ns for p in smoke_out.glob("cells/table7_uci/smoke/*.json")}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_loses_nothing(data_root, tmp_path):
     cells = tmp_path / "cells" / "table5_semg" / "smoke"
     cmd = [sys.executable, "-m", "sharens", "reproduce", "--table", "table5_semg", "--profile", "smoke",
@@ -417,6 +424,7 @@ def test_a_document_holds_each_data_identity_once(smoke_out, tmp_path):
         read_document(tmp_path / "table7_uci.json")
 
 
+@pytest.mark.slow
 def test_a_rewritten_report_leaves_no_figure_it_no_longer_draws(smoke_out, tmp_path, monkeypatch):
     """A figure an earlier write drew (the loss curves of unfit cells) is removed when the report is written again
     without it, rather than left beside the report, stale."""
@@ -451,6 +459,7 @@ def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_pa
                                                                                              get_table("table5_semg"))
 
 
+@pytest.mark.slow
 def test_dry_run_and_a_report_from_the_cell_store(smoke_out, data_root, tmp_path, capsys):
     """--dry-run counts the plan's stored and pending cells without running any; `report --profile` builds the
     report from the stored cells of the current plan (a run cut short, or one still going)."""
@@ -527,6 +536,7 @@ def test_committed_cells_keep_their_keys_when_a_spec_field_is_added(data_root, t
     assert "stop_on" not in spec.key_dict()["network"] and changed.key_dict() != spec.key_dict()
 
 
+@pytest.mark.slow
 def test_rows_presets_and_seeds_restrict_what_runs_not_what_is_reported(data_root, tmp_path, capsys):
     args = ["reproduce", "--table", "table5_semg", "--profile", "smoke", "--data-root", str(data_root),
             "--out", str(tmp_path), "--seeds", "1"]
@@ -551,6 +561,7 @@ def test_rows_presets_and_seeds_restrict_what_runs_not_what_is_reported(data_roo
     assert "no row ['Random Forrest']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_fresh_data_root_is_downloaded_verified_and_run(data_root, tmp_path, mirror, serve, capsys):
     """Nothing present at the start: `reproduce` fetches every file of its tables from a server with the
     official layout (UCI's files, sEMG's zip), refuses a corrupted transfer and fetches it again, then runs."""

@@ -53,6 +53,7 @@ def test_encode_keeps_the_last_tokens_and_pads_in_front():
     assert out.dtype == np.int32
 
 
+@pytest.mark.slow
 def test_imdb_reader_on_the_real_archive(cache):
     ds = load_dataset("imdb", need(imdb.REPACK), cache)
     assert ds.x_train.shape == ds.x_test.shape == (25000, imdb.MAX_TOKENS)
@@ -123,6 +124,7 @@ def test_download_imdb_checks_the_sha256(tmp_path, mirror, monkeypatch):
 
 # --- GTZAN ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gtzan_reader_uses_every_clip_present(cache):
     root = need("gtzan/genres")
     ds = load_dataset("gtzan", root, cache)
@@ -165,6 +167,7 @@ def test_mfcc_matrix_is_cropped_to_1280_frames():
     assert m.shape == (1280, 13) and m.dtype == np.float32 and np.abs(m[-1]).sum() > 0
 
 
+@pytest.mark.slow
 def test_features_are_cached_per_clip_and_bad_clips_are_skipped_not_cached(tmp_path, monkeypatch):
     real = need("gtzan/genres")
     root = tmp_path / "root"

@@ -60,6 +60,7 @@ def _one_by_one(self, activation):
     return torch.stack([F.linear(flat, weight[h], bias[h]) for h in range(self.num_heads)], 1)
 
 
+@pytest.mark.slow
 def test_regress_fails_when_se_heads_run_one_by_one(data_root, monkeypatch):
     """The smoke letter DNN's step times as the reference, then again (no failure), then with each tap's heads
     run one by one instead of fused (a failure that names the claim)."""
@@ -85,6 +86,7 @@ def test_regress_fails_when_se_heads_run_one_by_one(data_root, monkeypatch):
     assert problems and "training step" in " ".join(problems), (ratios(reference), ratios(slowed))
 
 
+@pytest.mark.slow
 def test_a_pairs_measurement_is_stored_keyed_and_reused(data_root, tmp_path, monkeypatch):
     table = get_table("table5_semg")
     work = pending(table, "smoke", out=tmp_path, data_root=data_root)

@@ -35,6 +35,7 @@ def test_same_seed_gives_bit_identical_model_and_logits():
     assert ra.final_loss == rb.final_loss and ra.steps == rb.steps == 160
 
 
+@pytest.mark.slow
 def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_path, monkeypatch):
     """Killed after some epochs and run again, a run resumes after its last saved epoch and ends bit-identical to
     one run in one go (weights, curves, the epoch it keeps), and its file is removed. A file that another device
@@ -293,6 +294,7 @@ def test_speed_options_train_the_same_model_on_cpu():
     assert logits.dtype == torch.float32 and (logits.argmax(-1)[:, -1] == y).float().mean() > 0.7
 
 
+@pytest.mark.slow
 def test_compiled_training_learns_like_the_eager_loop():
     """`--compile` wraps the forward pass in torch.compile (seconds to compile on a CPU); it learns the same task."""
     accuracy = {}

@@ -50,6 +50,7 @@ def test_verify_reruns_a_reproducible_sample_and_reports_its_drift(data_root, tm
     assert {c["key"] for c in other["cells"]} != {c["key"] for c in found["cells"]}  # the seed draws the sample
 
 
+@pytest.mark.slow
 def test_a_changed_verdict_makes_verify_exit_non_zero(data_root, tmp_path, capsys, monkeypatch):
     """A machine on which the cheapest committed cells of Table 7 at full got every test row right (an executor
     that returns them so, instead of training) changes verdicts: the command lists them and exits 1."""
