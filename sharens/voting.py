@@ -21,9 +21,9 @@ from sharens.registry import lookup, registrar
 
 @dataclass(frozen=True)
 class Ballot:
-    """What a rule may use beside the logits."""
+    """What a rule may use beside the logits; most rules use neither field."""
 
-    targets: torch.Tensor  # the test labels (only `best_head` looks, and says so)
+    targets: torch.Tensor | None = None  # the test labels (only `best_head` looks, and says so)
     heldout_accuracy: torch.Tensor | None = None  # each head's accuracy on held-out train rows, if measured
 
 
@@ -41,6 +41,15 @@ register_vote = registrar(VOTES, "vote", Vote)
 
 def get_vote(name: str) -> Vote:
     return lookup(VOTES, "vote", name)
+
+
+def vote(logits: torch.Tensor, rule: str = "soft", ballot: Ballot = Ballot()) -> torch.Tensor:
+    """Class scores (samples, classes) of the heads' `logits` (samples, heads, classes) under a registered rule;
+    only `accuracy_weighted` and `best_head` need a `ballot` (held-out accuracies, test labels)."""
+    scores = get_vote(rule).scores(logits, ballot)
+    if scores is None:
+        raise ValueError(f"the {rule!r} vote needs what its ballot lacks: {get_vote(rule).description}")
+    return scores
 
 
 def soft_vote(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -90,4 +99,6 @@ def _last_head(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor:
 
 @register_vote("best_head", "the single head best on the test rows (chosen on test: an optimistic bound)")
 def _best_head(logits: torch.Tensor, ballot: Ballot) -> torch.Tensor:
+    if ballot.targets is None:
+        raise ValueError("the best_head vote picks the head best on the test labels: pass Ballot(targets=...)")
     return logits[:, int(head_accuracies(logits, ballot.targets).argmax())].softmax(-1)
