@@ -23,10 +23,10 @@ from tabulate import tabulate
 from benchmarks import TABLES, get_table
 from sharens import provenance
 from sharens.atomic import write_bytes, write_json
-from sharens.costs import CostModel
 from sharens.data.shapes import data_shape
-from sharens.plan import CELL_THREADS
-from sharens.runner import pending
+from sharens.execution.costs import CostModel
+from sharens.execution.runner import pending
+from sharens.suite.plan import CELL_THREADS
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "bench"

@@ -14,8 +14,8 @@ import sys
 from test_train_step import IMAGE_MODELS, cell, our_loop
 from torch.profiler import ProfilerActivity, profile
 
-from sharens.execute import fixed_threads
-from sharens.plan import CELL_THREADS
+from sharens.execution.cell import fixed_threads
+from sharens.suite.plan import CELL_THREADS
 
 
 def self_times(loop, steps: int) -> dict[str, float]:

@@ -23,12 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import get_table
-from sharens.augment import get_augmentation
 from sharens.data import load_dataset
-from sharens.execute import DeviceData, build_model, fixed_threads, prepare
-from sharens.members import train_members
-from sharens.plan import CELL_THREADS, NetworkSpec, plan
-from sharens.training import Preset, Speed, sync_device, train
+from sharens.execution.cell import DeviceData, build_model, fixed_threads, prepare
+from sharens.suite.plan import CELL_THREADS, NetworkSpec, plan
+from sharens.train.augment import get_augmentation
+from sharens.train.loop import sync_device, train
+from sharens.train.members import train_members
+from sharens.train.presets import Preset
+from sharens.train.speed import Speed
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ROUNDS = 9
@@ -55,7 +57,7 @@ def cell(table_id: str, dataset: str, label: str, steps: int) -> tuple[NetworkSp
 
 
 def our_loop(net: NetworkSpec, data: DeviceData, speed: Speed | None = None) -> Callable[[], None]:
-    """One epoch of `sharens.training.train` (shuffle, gather, loss, optimizer, schedule, curves) on a fresh
+    """One epoch of `sharens.train.loop.train` (shuffle, gather, loss, optimizer, schedule, curves) on a fresh
     model of the spec, as a cell runs it."""
     x, y = data.x(net.inputs)[0], data.y_train
     model = build_model(net, x, data.num_classes).to(DEVICE)

@@ -3,7 +3,7 @@
 import pkgutil
 from importlib import import_module
 
-from sharens.benchmark import Table
+from sharens.suite.table import Table
 
 
 class UnknownTable(ValueError):

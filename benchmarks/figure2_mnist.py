@@ -13,8 +13,8 @@ net (DSN: one head per tap, the same summed loss, predicting by its last head;
 is it the supervision of the hidden layers or the vote?).
 """
 
-from sharens.benchmark import Pair, Table, standard_profiles
-from sharens.training import Preset
+from sharens.suite.table import Pair, Table, standard_profiles
+from sharens.train.presets import Preset
 
 DEPTHS = tuple(range(2, 21, 2))
 FAMILY = "tanh CNN"

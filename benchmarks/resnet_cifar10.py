@@ -8,8 +8,8 @@ baseline is exactly He et al.'s network. The paper's test errors are shown as
 accuracy = 100 - error.
 """
 
-from sharens.benchmark import Pair, Table, standard_profiles
-from sharens.training import Preset
+from sharens.suite.table import Pair, Table, standard_profiles
+from sharens.train.presets import Preset
 
 HE2016 = "[He et al. 2016]"
 DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}  # depth 6n+2 -> n

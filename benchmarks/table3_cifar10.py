@@ -5,7 +5,7 @@ L2, L4, L6 and L8 with 5 heads on each (20 voting heads), the baseline one head
 after L8.
 """
 
-from sharens.benchmark import Classic, Pair, Table, standard_profiles
+from sharens.suite.table import Classic, Pair, Table, standard_profiles
 
 GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 HE2016 = "[He et al. 2016]"

@@ -13,7 +13,7 @@ every row. The paper reports no number on it; its rows stand beside the
 paper's split, and its claims are judged by direction only.
 """
 
-from sharens.benchmark import Classic, Pair, Table, standard_profiles
+from sharens.suite.table import Classic, Pair, Table, standard_profiles
 
 GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 

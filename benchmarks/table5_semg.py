@@ -1,6 +1,6 @@
 """Table 5 of the SE paper: sEMG hand-gesture recognition (6 classes, test accuracy %)."""
 
-from sharens.benchmark import Classic, Pair, Table, standard_profiles
+from sharens.suite.table import Classic, Pair, Table, standard_profiles
 
 GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 

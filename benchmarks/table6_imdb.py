@@ -6,8 +6,8 @@ embedding. The paper's 93.34% for a plain LSTM is far above what plain LSTMs
 usually reach on IMDB; we report what we measure.
 """
 
-from sharens.benchmark import Classic, Pair, Table, standard_profiles
 from sharens.data.imdb import VOCAB_SIZE
+from sharens.suite.table import Classic, Pair, Table, standard_profiles
 
 GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 TOKENS = {"vocab_size": VOCAB_SIZE, "embed_dim": 100}

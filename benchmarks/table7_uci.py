@@ -5,7 +5,7 @@ its baseline was probably quoted, not rerun. We therefore run two pairs: the
 paper's pyramid DNN (its own recipe) and the gcForest MLP shapes.
 """
 
-from sharens.benchmark import Classic, Pair, Table, standard_profiles
+from sharens.suite.table import Classic, Pair, Table, standard_profiles
 
 GCFOREST = "[38]"  # the gcForest paper (Zhou & Feng 2017), quoted by the SE paper
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sharens.backbones import BACKBONES, build_backbone
-from sharens.ensemble import FusedHeads, SharingEnsemble, TappedBackbone
-from sharens.voting import VOTES, Ballot, vote
+from sharens.model.backbones import BACKBONES, build_backbone
+from sharens.model.ensemble import FusedHeads, SharingEnsemble, TappedBackbone
+from sharens.model.voting import VOTES, Ballot, vote
 
 __all__ = ["BACKBONES", "VOTES", "Ballot", "FusedHeads", "SharingEnsemble", "TappedBackbone", "build_backbone",
            "get_table", "run", "vote"]
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 
 def get_table(table_id: str):
-    """The declared table `table_id` (a `sharens.benchmark.Table`; ids: `benchmarks.TABLES`)."""
+    """The declared table `table_id` (a `sharens.suite.table.Table`; ids: `benchmarks.TABLES`)."""
     from benchmarks import get_table as lookup
 
     return lookup(table_id)
@@ -33,12 +33,12 @@ def get_table(table_id: str):
 
 def run(table_id: str, profile: str = "smoke", *, seeds: int | None = None, rows: list[str] | None = None,
         device: str = "cpu", jobs: int = 1, out: str | Path | None = None, data_root: str | Path | None = None):
-    """Run (or resume) a table at a profile and write its report; returns the run (`sharens.runner.TableRun`:
+    """Run (or resume) a table at a profile and write its report; returns the run (`sharens.execution.runner.TableRun`:
     its cell records, errors and outcomes). `out` defaults to where the profile's committed results live."""
     import torch
 
-    from sharens import report
-    from sharens.runner import run_table
+    from sharens.execution.runner import run_table
+    from sharens.report import markdown as report
 
     table = get_table(table_id)
     out = Path(out) if out is not None else Path("results") / ("" if profile == "full" else profile)

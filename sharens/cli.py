@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from sharens.data import DATASETS, DataError
-from sharens.training import SPEED_OPTIONS
+from sharens.train.speed import SPEED_OPTIONS
 
 PROFILES = ("smoke", "quick", "full")
 # a GPU lease's tables, most valuable first: Table 3's seeds (its first comparable verdict), Figure 2, the ResNets
@@ -34,8 +34,8 @@ def _tables(ids: list[str] | None) -> list:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from sharens import report
-    from sharens.runner import run_table
+    from sharens.execution.runner import run_table
+    from sharens.report import markdown as report
 
     try:
         tables = _tables(args.table)
@@ -84,8 +84,8 @@ def _out(asked: Path | None, profile: str) -> Path:
 def _choose_profile(table, asked: str, out: Path | None, options: dict):
     """(profile, its planned run): the one asked for, or with `auto` the largest this device can finish
     (`costs.CPU_BUDGET_S` on a CPU; a GPU runs `full`), saying what is left for a GPU and why."""
-    from sharens.costs import CPU_BUDGET_S
-    from sharens.runner import run_table
+    from sharens.execution.costs import CPU_BUDGET_S
+    from sharens.execution.runner import run_table
 
     def planned(name):
         return run_table(table, name, out=_out(out, name), **options, execute=False, estimate=True)
@@ -131,8 +131,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild `<table>.{md,json,png}` from the cell records a run stored (no training): from a table document,
     or with --profile from the cell store of the current plan (a run still in progress, or one cut short)."""
     from benchmarks import UnknownTable, get_table
-    from sharens import report
-    from sharens.cells import Outcomes, read_document
+    from sharens.report import markdown as report
+    from sharens.suite.store import Outcomes, read_document
 
     if args.profile:
         try:
@@ -172,7 +172,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
-    from sharens import readme, site
+    from sharens.report import readme, site
 
     index = site.write(args.results)
     print(f"{len(list(args.results.rglob('*.html')))} pages -> {index}")
@@ -189,7 +189,7 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmarks import TABLES, get_table
-    from sharens.training import PRESETS, describe
+    from sharens.train.presets import PRESETS, describe
 
     for table_id in args.table or TABLES:
         table = get_table(table_id)
@@ -212,7 +212,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _profile_cost(table, profile: str, device: torch.device, data_root: Path | None) -> str:
     """The cost model's time for a whole profile of the table, and for what is still to run of it."""
-    from sharens.runner import run_table
+    from sharens.execution.runner import run_table
 
     try:
         run = run_table(table, profile, out=_out(None, profile), device=device, data_root=data_root,
@@ -247,8 +247,8 @@ def _seconds(text: str) -> float:
 def _report_stored(table, profile: str, out: Path, data_root: Path | None) -> str | None:
     """Rewrite a table's report at `profile` from its stored cells (and its older committed ones); the line
     saying so, or None when there is no cell to report."""
-    from sharens import report
-    from sharens.runner import run_table
+    from sharens.execution.runner import run_table
+    from sharens.report import markdown as report
 
     run = run_table(table, profile, out=out, data_root=data_root, execute=False)
     if not run.reported:
@@ -270,7 +270,7 @@ def _rebuild_reports(pairs, out: Path, data_root: Path | None) -> None:
 def cmd_campaign(args: argparse.Namespace) -> int:
     """The pending `full` network cells of the image tables, most valuable first, within --budget."""
     from benchmarks import get_table
-    from sharens.campaign import pack, run_campaign
+    from sharens.lease.campaign import pack, run_campaign
 
     tables = [get_table(t) for t in args.table or CAMPAIGN]
     try:
@@ -295,7 +295,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 def cmd_stage(args: argparse.Namespace) -> int:
     """Stage the campaign's data for a GPU lease: chunk folders to carry one per call, and the script to run."""
     from benchmarks import get_table
-    from sharens.lease import stage
+    from sharens.lease.staging import stage
 
     try:
         chunk_bytes = None if args.chunk_mib is None else int(args.chunk_mib * 2**20)
@@ -312,7 +312,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_unpack(args: argparse.Namespace) -> int:
     """Put the cells a lease brought back into the results folder and rebuild their tables' reports."""
-    from sharens.campaign import unpack
+    from sharens.lease.campaign import unpack
 
     try:
         pairs = unpack(args.archive, args.out)
@@ -349,7 +349,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_throughput(args: argparse.Namespace) -> int:
     """Measure the step times of a table's pairs on this device where none are stored, then rewrite its report
     from its stored cells (nothing else is trained)."""
-    from sharens.runner import pair_throughput, pending
+    from sharens.execution.runner import pair_throughput, pending
 
     try:
         tables = _tables(args.table)
@@ -372,7 +372,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
 
 def cmd_coverage(args: argparse.Namespace) -> int:
     """Simulate the coverage of the interval every verdict rests on and store it where reports quote it."""
-    from sharens import coverage
+    from sharens.judge import coverage
 
     path = coverage.write()
     found = coverage.stored()
@@ -389,13 +389,13 @@ def _tables_at_profile(command: argparse.ArgumentParser) -> None:
 
 def _speed_argument(command: argparse.ArgumentParser) -> None:
     command.add_argument("--speed", action="append", choices=SPEED_OPTIONS, default=[], metavar="OPTION",
-                         help="switch on a training.Speed option beyond the device's defaults (repeatable): "
+                         help="switch on a speed.Speed option beyond the device's defaults (repeatable): "
                               f"{', '.join(SPEED_OPTIONS)}. On CUDA bf16, channels_last and batched_members are "
                               "on already; compile pays on a GPU for long runs. Recorded in each cell")
 
 
 def parser() -> argparse.ArgumentParser:
-    from sharens.executors import EXECUTORS
+    from sharens.execution.executors import EXECUTORS
 
     p = argparse.ArgumentParser(prog="python -m sharens", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)

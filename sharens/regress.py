@@ -3,7 +3,7 @@
 `python -m sharens.regress [--reference results/smoke] [--tolerance 5]` runs every
 implemented table at `smoke` into a temporary folder and fails when a row's
 mean accuracy moved by more than the tolerance or its status changed, or when SE's
-step-time ratio over its baseline (training or prediction, `sharens.throughput`)
+step-time ratio over its baseline (training or prediction, `sharens.judge.throughput`)
 rose past the reference's by more than the throughput tolerance. The smoke
 test sets are a few hundred rows, so one sample is worth 0.4-0.8 points; the
 tolerance absorbs floating-point differences between CPUs, not real changes.
@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from benchmarks import TABLES, get_table
-from sharens import document
-from sharens.runner import run_table
+from sharens.execution.runner import run_table
+from sharens.judge import document
 
 
 def compare(reference: dict, current: dict, tolerance: float) -> list[str]:

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sharens import document, provenance
+from sharens import provenance
 from sharens.atomic import write_json
-from sharens.benchmark import Table
-from sharens.cells import CellStore, Outcomes
-from sharens.executors import EXECUTORS
-from sharens.runner import CPU, pending
+from sharens.execution.executors import EXECUTORS
+from sharens.execution.runner import CPU, pending
+from sharens.judge import document
+from sharens.suite.store import CellStore, Outcomes
+from sharens.suite.table import Table
 
 DEFAULT_OUT = Path("results") / "verify"
 

@@ -1,17 +1,18 @@
-"""The per-cell analysis (sharens.analysis, sharens.flops): known answers on synthetic scores and small nets."""
+"""The per-cell analysis (sharens.model.analysis, sharens.model.flops): known answers on synthetic scores and small
+nets."""
 
 import math
 
 import pytest
 import torch
 
-from sharens.analysis import analyse, diversity, fit_temperature, summarize, temper
-from sharens.backbones import DeepLSTM, build_backbone
-from sharens.ensemble import SharingEnsemble
-from sharens.evaluation import measure
-from sharens.flops import flops_per_sample, tap_flops
-from sharens.metrics import METRICS
-from sharens.voting import VOTES, Ballot
+from sharens.model.analysis import analyse, diversity, fit_temperature, summarize, temper
+from sharens.model.backbones import DeepLSTM, build_backbone
+from sharens.model.ensemble import SharingEnsemble
+from sharens.model.evaluation import measure
+from sharens.model.flops import flops_per_sample, tap_flops
+from sharens.model.metrics import METRICS
+from sharens.model.voting import VOTES, Ballot
 
 
 def _overconfident(n: int, temperature: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,7 +111,7 @@ def test_an_older_analysis_reads_the_records_measure_of_its_own_vote():
     """Records analysed before the analysis took the record's metrics measured the vote again in float64: a
     report now shows one number for one vote."""
     from benchmarks import get_table
-    from sharens.legacy import upgrade
+    from sharens.judge.legacy import upgrade
 
     metrics = {"accuracy": 31.64, "ece": 31.22}
     record = {"metrics": metrics, "analysis": {"calibration": {"vote": {"before": {"accuracy": 30.27, "ece": 30.8},

@@ -2,7 +2,7 @@
 
 import torch
 
-from sharens.augment import random_crop_flip
+from sharens.train.augment import random_crop_flip
 
 
 def reference(image: torch.Tensor, dy: int, dx: int, flip: bool, padding: int = 4) -> torch.Tensor:

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from benchmarks import get_table
-from sharens import campaign, costs, lease
 from sharens.cli import main
-from sharens.runner import run_table
+from sharens.execution import costs
+from sharens.execution.runner import run_table
+from sharens.lease import campaign
+from sharens.lease import staging as lease
 
 CPU = torch.device("cpu")
 

@@ -9,11 +9,12 @@ import torch
 
 import sharens.data
 from benchmarks import get_table
-from sharens import costs, provenance
+from sharens import provenance
 from sharens.cli import main
 from sharens.data import cache_dir, files, shapes
-from sharens.plan import plan
-from sharens.runner import run_table
+from sharens.execution import costs
+from sharens.execution.runner import run_table
+from sharens.suite.plan import plan
 
 CPU = torch.device("cpu")
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sharens.cells import Outcomes
-from sharens.document import _diversity
-from sharens.evaluation import outcomes_sha256
+from sharens.judge.document import _diversity
+from sharens.model.evaluation import outcomes_sha256
+from sharens.suite.store import Outcomes
 
 
 def _cell(key: str, heads: np.ndarray, names: list[str]) -> tuple[dict, dict]:
@@ -28,7 +28,7 @@ def test_disagreement_within_and_across_taps_from_stored_head_predictions():
 
 def test_every_report_section_is_in_the_report():
     """A section function left out of `SECTIONS` would never be rendered."""
-    from sharens import sections
+    from sharens.report import sections
 
     defined = {f for name, f in vars(sections).items() if name.endswith("_section") and callable(f)}
     assert defined == set(sections.SECTIONS) and len(sections.SECTIONS) == len(defined)

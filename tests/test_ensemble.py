@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sharens.backbones import DeepLSTM, PyramidDNN, build_backbone, pyramid_widths
-from sharens.ensemble import FusedHeads, SharingEnsemble
-from sharens.voting import VOTES, Ballot, get_vote, hard_vote, head_accuracies, soft_vote
+from sharens.model.backbones import DeepLSTM, PyramidDNN, build_backbone, pyramid_widths
+from sharens.model.ensemble import FusedHeads, SharingEnsemble
+from sharens.model.voting import VOTES, Ballot, get_vote, hard_vote, head_accuracies, soft_vote
 
 
 def test_fused_heads_equal_separate_linear_layers():
@@ -147,7 +147,7 @@ def test_mlp_taps_after_each_hidden_layer():
 
 
 def test_flop_count_includes_the_lstm_layers():
-    from sharens.flops import flops_per_sample
+    from sharens.model.flops import flops_per_sample
 
     model = SharingEnsemble.baseline(DeepLSTM((60,), steps=6, hidden=8, layers=2), 3)
     head = 2 * 48 * 3
@@ -174,7 +174,7 @@ def test_cifar_resnet_taps_mid_and_end_of_each_stage():
 
 
 def test_option_a_shortcut_subsamples_and_zero_pads_channels():
-    from sharens.backbones import _ResidualPair
+    from sharens.model.backbones import _ResidualPair
 
     block = _ResidualPair(16, 32, stride=2, residual=True)
     x = torch.randn(2, 16, 8, 8)
@@ -185,7 +185,7 @@ def test_option_a_shortcut_subsamples_and_zero_pads_channels():
 
 
 def test_first_layer_gradient_norm_matches_autograd_and_leaves_no_grads():
-    from sharens.diagnostics import first_layer, first_layer_gradient_norm
+    from sharens.model.diagnostics import first_layer, first_layer_gradient_norm
 
     torch.manual_seed(0)
     net = build_backbone("convnet", (1, 8, 8), dims=2, layers=((4, 1),) * 6, activation="tanh", batch_norm=False)
@@ -199,7 +199,7 @@ def test_first_layer_gradient_norm_matches_autograd_and_leaves_no_grads():
 
 
 def test_calibration_metrics_by_hand():
-    from sharens.metrics import METRICS
+    from sharens.model.metrics import METRICS
 
     scores, y = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]]), torch.tensor([0, 1, 1])
     assert METRICS["nll"].compute(scores, y) == pytest.approx(-(math.log(0.9) + math.log(0.4) + math.log(0.8)) / 3)
@@ -210,7 +210,7 @@ def test_calibration_metrics_by_hand():
 
 
 def test_metrics_of_a_net_that_output_nan_are_none_not_a_crash():
-    from sharens.evaluation import measure
+    from sharens.model.evaluation import measure
 
     scores = torch.tensor([[float("nan"), float("nan")], [0.3, 0.7]])
     values = measure(scores, torch.tensor([0, 1]))

@@ -7,12 +7,16 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table
-from sharens import document, health, legacy, plots, report, site, stats
-from sharens.backbones import build_backbone
-from sharens.ensemble import DEFAULT_INIT, SharingEnsemble
-from sharens.execute import build_model
-from sharens.plan import plan
-from sharens.training import PRESETS, heldout_loss, train
+from sharens.execution.cell import build_model
+from sharens.judge import document, legacy, stats
+from sharens.model.backbones import build_backbone
+from sharens.model.ensemble import DEFAULT_INIT, SharingEnsemble
+from sharens.report import markdown as report
+from sharens.report import plots, site
+from sharens.suite import health
+from sharens.suite.plan import plan
+from sharens.train.loop import heldout_loss, train
+from sharens.train.presets import PRESETS
 
 LN2 = math.log(2)  # the prior entropy of two balanced classes
 
@@ -202,7 +206,7 @@ def test_no_verdict_rests_on_an_unfit_cell(tmp_path):
 def test_a_scikit_learn_fit_stopped_by_its_iteration_cap_is_under_trained():
     """A capped solver that met its tolerance is ok, one its cap stopped (ConvergenceWarning) is under-trained, a
     capped fit of an older run that recorded neither has no verdict; a forest has no cap to judge."""
-    from sharens import classic
+    from sharens.model import classic
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5))
@@ -246,7 +250,7 @@ def test_a_classic_cells_cap_enters_its_key_only_off_the_cap_it_was_stored_with(
 
 def test_older_cells_without_curves_give_no_verdict():
     """A record of the schema before training curves: its convergence cannot be checked (one epoch is too few)."""
-    from sharens import legacy
+    from sharens.judge import legacy
 
     table = get_table("table6_imdb")
 

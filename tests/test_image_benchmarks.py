@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table, resnet_cifar10
-from sharens import report
-from sharens.augment import get_augmentation
-from sharens.backbones import CenteredImages, build_backbone
-from sharens.benchmark import Profile
 from sharens.cli import main
 from sharens.data import Dataset
-from sharens.execute import prepare, run_cell
-from sharens.plan import plan
+from sharens.execution.cell import prepare, run_cell
+from sharens.model.backbones import CenteredImages, build_backbone
+from sharens.report import markdown as report
+from sharens.suite.plan import plan
+from sharens.suite.table import Profile
+from sharens.train.augment import get_augmentation
 
 IMAGE_TABLES = ("figure2_mnist", "resnet_cifar10", "table3_cifar10")
 
@@ -109,7 +109,7 @@ def test_a_spec_runs_only_on_the_data_slice_it_names():
 
 
 def test_classic_models_read_pixels_scaled_to_unit_range():
-    from sharens.benchmark import Classic
+    from sharens.suite.table import Classic
 
     table = dataclasses.replace(_toy_table(), classic=(Classic("Logistic Regression", "logistic_regression"),))
     prepared = prepare(_images(), None, None, torch.device("cpu"))

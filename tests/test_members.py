@@ -1,18 +1,20 @@
-"""Batched ensemble members (`sharens.members`): member k of one vmap-ed run is a separate run of its seed."""
+"""Batched ensemble members (`sharens.train.members`): member k of one vmap-ed run is a separate run of its seed."""
 
 import numpy as np
 import pytest
 import torch
 
 from benchmarks import get_table
-from sharens.backbones import build_backbone
-from sharens.ensemble import SharingEnsemble
-from sharens.execute import holdout_split, seed_group
-from sharens.executors import cell_groups
-from sharens.members import train_members
-from sharens.plan import plan
-from sharens.runner import run_table
-from sharens.training import PRESETS, Speed, predict_logits, train
+from sharens.execution.cell import holdout_split, seed_group
+from sharens.execution.executors import cell_groups
+from sharens.execution.runner import run_table
+from sharens.model.backbones import build_backbone
+from sharens.model.ensemble import SharingEnsemble
+from sharens.suite.plan import plan
+from sharens.train.loop import predict_logits, train
+from sharens.train.members import train_members
+from sharens.train.presets import PRESETS
+from sharens.train.speed import Speed
 
 SEEDS = [3, 1003, 2003]
 # A linear layer's bias that feeds a batch norm has zero gradient in exact arithmetic (the norm subtracts the

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from sharens.cli import main
-from sharens.executors import SMALL_CELL_GPU, ray_resources
-from sharens.plan import plan
+from sharens.execution.executors import SMALL_CELL_GPU, ray_resources
+from sharens.suite.plan import plan
 
 pytestmark = pytest.mark.slow  # a real two-node cluster: a minute or more
 ray = pytest.importorskip("ray")

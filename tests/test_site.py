@@ -1,4 +1,4 @@
-"""The static site (`sharens.site`): the committed pages are current, and every link and image resolves."""
+"""The static site (`sharens.report.site`): the committed pages are current, and every link and image resolves."""
 
 import shutil
 from html.parser import HTMLParser
@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from sharens import site
+from sharens.report import site
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -91,9 +91,9 @@ def test_writing_a_report_rewrites_the_pages_of_its_tree(tmp_path):
 
 
 def test_readmes_results_block_is_what_the_committed_results_give():
-    """README's results are written from the result documents (`sharens.readme`), never typed: a change to a
+    """README's results are written from the result documents (`sharens.report.readme`), never typed: a change to a
     report without `python -m sharens site` fails here."""
-    from sharens import readme
+    from sharens.report import readme
 
     text = (RESULTS.parent / "README.md").read_text()
     assert readme.BEGIN in text and readme.END in text

@@ -5,10 +5,12 @@ import torch
 
 from benchmarks import get_table
 from sharens.data import load_dataset
-from sharens.execute import _seeded_model, fixed_threads, prepare
-from sharens.plan import plan
-from sharens.runner import run_table
-from sharens.training import PRESETS, Preset, Speed, optimizer_for, train
+from sharens.execution.cell import _seeded_model, fixed_threads, prepare
+from sharens.execution.runner import run_table
+from sharens.suite.plan import plan
+from sharens.train.loop import optimizer_for, train
+from sharens.train.presets import PRESETS, Preset
+from sharens.train.speed import Speed
 
 
 def test_a_cosine_preset_anneals_its_run_from_lr0_to_lr_min():

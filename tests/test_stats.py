@@ -1,14 +1,15 @@
-"""The interval every verdict rests on (`sharens.stats`): its simulated coverage (`sharens.coverage`), verdicts
-that no resampling seed can move, and the sensitivity line that names the fragile ones."""
+"""The interval every verdict rests on (`sharens.judge.stats`): its simulated coverage (`sharens.judge.coverage`),
+verdicts that no resampling seed can move, and the sensitivity line that names the fragile ones."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from benchmarks import get_table
-from sharens import coverage, document, stats
-from sharens.cells import Outcomes
+from sharens.judge import coverage, document, stats
+from sharens.suite.store import Outcomes
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_the_coverage_check_fails_a_method_that_under_covers_or_is_too_wide(monk
 
 
 def _smoke_document(table_id: str) -> dict:
-    path = coverage.STORED.parent.parent / "results" / "smoke" / f"{table_id}.json"
+    path = Path(__file__).resolve().parents[1] / "results" / "smoke" / f"{table_id}.json"
     stored = json.loads(path.read_text())
     outcomes = Outcomes.from_pack(path.with_name(f"{table_id}.outcomes.npz"))
     table = get_table(table_id)

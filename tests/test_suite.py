@@ -16,14 +16,16 @@ import torch
 
 import sharens.data as data
 from benchmarks import get_table
-from sharens import document, metrics, training, voting
-from sharens.analysis import MIN_FIT_ROWS
-from sharens.cells import CellStore, Outcomes, read_document
 from sharens.cli import main
 from sharens.data import files
-from sharens.plan import plan
+from sharens.execution.runner import run_table
+from sharens.judge import document
+from sharens.model import metrics, voting
+from sharens.model.analysis import MIN_FIT_ROWS
 from sharens.regress import compare
-from sharens.runner import run_table
+from sharens.suite.plan import plan
+from sharens.suite.store import CellStore, Outcomes, read_document
+from sharens.train import loop, presets
 
 TABLES = ("table7_uci", "table5_semg", "table6_imdb", "table4_gtzan")
 
@@ -70,7 +72,7 @@ def test_smoke_run_writes_report_and_json(smoke_out, table_id):
     for weighted in (c for c in doc["cells"] if c["variant"] == "se_weighted"):
         assert len(weighted["vote_weights"]) == len(weighted["head_names"]) and weighted["n_holdout"] > 0
         assert weighted["accuracy"] == weighted["votes"]["accuracy_weighted"]["accuracy"]
-        # its held-out rows fit a temperature and the early-exit thresholds (sharens.analysis), if there are enough
+        # its held-out rows fit a temperature and the early-exit thresholds (sharens.model.analysis), if enough
         fitted = weighted["analysis"]["calibration"]["vote"]["temperature"]
         if weighted["n_holdout"] >= MIN_FIT_ROWS:
             assert fitted > 0 and weighted["analysis"]["early_exit"]
@@ -162,7 +164,7 @@ def test_a_cell_fixes_the_blas_threads_that_numpy_and_scikit_learn_call():
     OpenBLAS), not only torch's; the pools are given back after the cell."""
     from threadpoolctl import threadpool_info
 
-    from sharens.execute import fixed_threads
+    from sharens.execution.cell import fixed_threads
 
     before = {pool["filepath"]: pool["num_threads"] for pool in threadpool_info()}
     with fixed_threads(1):
@@ -174,7 +176,7 @@ def test_a_cell_fixes_the_blas_threads_that_numpy_and_scikit_learn_call():
 def test_a_forest_grows_its_trees_on_the_cells_threads_only():
     """Beside the other cells of a run, a classic estimator takes the threads its spec declares (and its
     provenance records), not every core (a forest's `n_jobs=-1`)."""
-    from sharens.classic import build_classic
+    from sharens.model.classic import build_classic
 
     table = get_table("table3_cifar10")
     specs = [s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["cifar10"]) if s.classic]
@@ -191,7 +193,7 @@ def test_a_spec_runs_in_a_spawned_worker_that_never_imports_benchmarks(data_root
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from sharens.executors import _run_in_worker
+    from sharens.execution.executors import _run_in_worker
 
     table = get_table("table7_uci")
     spec = next(s for s in plan(table, table.profile("smoke"), 1, ["tuned"], ["yeast"]) if s.row.variant == "se")
@@ -298,10 +300,10 @@ def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(smoke_out, data_
     """A run killed inside a cell's training resumes that cell after its last saved epoch (the runner keeps
     checkpoints in the store's `partial/`), and the cell ends with the numbers of the run that was not killed.
     `--force` starts it again from its first epoch."""
-    from sharens import checkpoint
+    from sharens.train import checkpoint
 
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
-    end_epoch = training.Progress.end_epoch
+    end_epoch = loop.Progress.end_epoch
 
     def killed_in_epoch_2(progress, epoch, *args):  # smoke trains 2 epochs
         if epoch == 2:
@@ -309,31 +311,31 @@ def test_a_cell_killed_mid_training_resumes_from_its_last_epoch(smoke_out, data_
         end_epoch(progress, epoch, *args)
 
     options = dict(out=tmp_path, data_root=data_root, presets=["tuned"], seeds=1, rows=["DNN"])
-    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(loop.Progress, "end_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_table(get_table("table5_semg"), "smoke", **options)
     partial = tmp_path / "cells" / "table5_semg" / "smoke" / "partial"
     assert len(list(partial.glob("*.seed0.pt"))) == 1
     assert run_table(get_table("table5_semg"), "smoke", execute=False, **options).resumable == 1
-    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    monkeypatch.setattr(loop.Progress, "end_epoch", end_epoch)
     (resumed,) = [r for r in run_table(get_table("table5_semg"), "smoke", **options).records if r["model"] == "DNN"]
     assert resumed["resumed_after_epochs"] == [1] and not list(partial.glob("*.pt"))
     whole = json.loads(next(smoke_out.glob(f"cells/table5_semg/smoke/*__{resumed['key']}.json")).read_text())
     for field in ("accuracy", "epoch_loss", "heldout_loss", "best_epoch", "outcomes"):
         assert resumed[field] == whole[field], field
 
-    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(loop.Progress, "end_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run_table(get_table("table5_semg"), "smoke", force=True, **options)
     assert list(partial.glob("*.pt"))
-    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    monkeypatch.setattr(loop.Progress, "end_epoch", end_epoch)
     (forced,) = [r for r in run_table(get_table("table5_semg"), "smoke", force=True, **options).records
                  if r["model"] == "DNN"]
     assert "resumed_after_epochs" not in forced and forced["accuracy"] == whole["accuracy"]
 
 
 def test_diverged_cells_are_marked_and_the_run_goes_on(data_root, tmp_path, monkeypatch):
-    monkeypatch.setitem(training.PRESETS, "paper", training.Preset("paper", 1e7, 1e6, "blow up"))
+    monkeypatch.setitem(presets.PRESETS, "paper", presets.Preset("paper", 1e7, 1e6, "blow up"))
     run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, presets=["paper"],
                     seeds=1)
     assert not run.errors
@@ -389,9 +391,9 @@ def test_list_names_tables_profiles_and_presets(capsys):
 
 def test_a_table_can_give_a_preset_name_its_own_meaning():
     table = get_table("table7_uci")
-    own = training.Preset("paper", 0.1, 1e-3, "Figure 2's rate")
+    own = presets.Preset("paper", 0.1, 1e-3, "Figure 2's rate")
     changed = dataclasses.replace(table, preset_overrides={"paper": own})
-    assert changed.preset("paper") is own and changed.preset("tuned") is training.PRESETS["tuned"]
+    assert changed.preset("paper") is own and changed.preset("tuned") is presets.PRESETS["tuned"]
     cells = plan(changed, changed.profile("smoke"), 1, ["paper"], ["yeast"])
     assert {c.network.optimizer["lr0"] for c in cells if c.preset} == {0.1}
     with pytest.raises(ValueError, match="unknown preset"):
@@ -428,7 +430,8 @@ def test_a_document_holds_each_data_identity_once(smoke_out, tmp_path):
 def test_a_rewritten_report_leaves_no_figure_it_no_longer_draws(smoke_out, tmp_path, monkeypatch):
     """A figure an earlier write drew (the loss curves of unfit cells) is removed when the report is written again
     without it, rather than left beside the report, stale."""
-    from sharens import plots, report
+    from sharens.report import markdown as report
+    from sharens.report import plots
 
     table, cells = get_table("table5_semg"), read_document(smoke_out / "table5_semg.json")["cells"]
     report.write(table, "smoke", cells, tmp_path)
@@ -440,7 +443,7 @@ def test_a_rewritten_report_leaves_no_figure_it_no_longer_draws(smoke_out, tmp_p
 
 
 def test_mixed_revisions_and_cells_without_outcomes_are_stated(smoke_out, tmp_path):
-    from sharens import report
+    from sharens.report import markdown as report
 
     doc = read_document(smoke_out / "table5_semg.json")
     cells = [dict(c) for c in doc["cells"]]

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from sharens.backbones import build_backbone
 from sharens.data import DataError, download, files, gtzan, imdb, load_dataset
-from sharens.ensemble import SharingEnsemble
+from sharens.model.backbones import build_backbone
+from sharens.model.ensemble import SharingEnsemble
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = Path(os.environ.get("SHARENS_DATA") or REPO.parent / "shared" / "data")

@@ -1,5 +1,5 @@
-"""Throughput claims (`sharens.throughput`, `sharens.timing`): step times in paired rounds, judged by tolerance,
-stored like cells, and a CI check that fails when SE's step gets slower."""
+"""Throughput claims (`sharens.judge.throughput`, `sharens.execution.timing`): step times in paired rounds, judged by
+tolerance, stored like cells, and a CI check that fails when SE's step gets slower."""
 
 from pathlib import Path
 
@@ -8,10 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import get_table
-from sharens import ensemble, regress, throughput, timing
-from sharens.benchmark import ThroughputTolerance
-from sharens.executors import PreparedData
-from sharens.runner import pair_throughput, pending
+from sharens import regress
+from sharens.execution import timing
+from sharens.execution.executors import PreparedData
+from sharens.execution.runner import pair_throughput, pending
+from sharens.judge import throughput
+from sharens.model import ensemble
+from sharens.suite.table import ThroughputTolerance
 
 CPU = torch.device("cpu")
 

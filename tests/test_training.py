@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from sharens import stats
-from sharens.backbones import build_backbone
-from sharens.ensemble import SharingEnsemble
-from sharens.training import FP32, PRESETS, Preset, Speed, predict_logits, train
+from sharens.judge import stats
+from sharens.model.backbones import build_backbone
+from sharens.model.ensemble import SharingEnsemble
+from sharens.train.loop import predict_logits, train
+from sharens.train.presets import PRESETS, Preset
+from sharens.train.speed import FP32, Speed
 
 
 def _task(seed=0, n=512):
@@ -40,7 +42,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_pa
     """Killed after some epochs and run again, a run resumes after its last saved epoch and ends bit-identical to
     one run in one go (weights, curves, the epoch it keeps), and its file is removed. A file that another device
     wrote, or a run with other device options (which a cell's key leaves out), is not resumed from."""
-    from sharens import checkpoint, training
+    from sharens.train import checkpoint, loop
 
     monkeypatch.setattr(checkpoint, "EVERY_SECONDS", 0.0)
     x, y = _task()
@@ -61,7 +63,7 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_pa
             (b[1].epoch_loss, b[1].heldout_loss, b[1].best_epoch, b[1].steps)
 
     whole = fit(None)
-    end_epoch = training.Progress.end_epoch
+    end_epoch = loop.Progress.end_epoch
 
     def killed_in_epoch_5(progress, epoch, *args):
         if epoch == 5:
@@ -69,20 +71,20 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_the_same_run_in_one_go(tmp_pa
         end_epoch(progress, epoch, *args)
 
     path = tmp_path / "cell.seed0.pt"
-    monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_5)
+    monkeypatch.setattr(loop.Progress, "end_epoch", killed_in_epoch_5)
     with pytest.raises(KeyboardInterrupt):
         fit(path)
-    monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+    monkeypatch.setattr(loop.Progress, "end_epoch", end_epoch)
     resumed = fit(path)
     assert resumed[1].resumed_after == [4] and not path.exists()
     same(resumed, whole)
 
     for written_elsewhere in ({"device": "another device"}, {"options": asdict(Speed(channels_last=True))}):
-        monkeypatch.setattr(training.Progress, "end_epoch", killed_in_epoch_5)
+        monkeypatch.setattr(loop.Progress, "end_epoch", killed_in_epoch_5)
         with pytest.raises(KeyboardInterrupt):
             fit(path)
         torch.save({**torch.load(path, weights_only=True), **written_elsewhere}, path)
-        monkeypatch.setattr(training.Progress, "end_epoch", end_epoch)
+        monkeypatch.setattr(loop.Progress, "end_epoch", end_epoch)
         restarted = fit(path)
         assert restarted[1].resumed_after == []
         same(restarted, whole)
@@ -109,12 +111,12 @@ def test_exploding_loss_is_reported_with_its_step():
 
 def test_explosion_is_judged_per_head_so_many_heads_are_not_held_against_se(monkeypatch):
     """The SE loss is a sum over heads: with 2 taps x 3 heads an ordinary CE of ~0.7 per head sums to ~4."""
-    import sharens.training
+    import sharens.train.loop
 
-    monkeypatch.setattr(sharens.training, "EXPLODED_LOSS", 1.0)
+    monkeypatch.setattr(sharens.train.loop, "EXPLODED_LOSS", 1.0)
     model, result, _, _ = _fit(0)  # 6 heads, CE near ln 2 each at the start
     assert len(model.head_names) == 6 and result.diverged_at_step is None
-    monkeypatch.setattr(sharens.training, "EXPLODED_LOSS", 0.05)  # below any CE this early
+    monkeypatch.setattr(sharens.train.loop, "EXPLODED_LOSS", 0.05)  # below any CE this early
     assert _fit(0)[1].diverged_at_step == 0
 
 
@@ -208,7 +210,7 @@ def test_older_claims_without_outcomes_use_the_seeds_alone():
 
 
 def test_holdout_split_is_disjoint_seeded_and_sized():
-    from sharens.execute import holdout_split
+    from sharens.execution.cell import holdout_split
 
     fit, held = holdout_split(1000, 0.1, seed=4)
     assert len(held) == 100 and len(fit) == 900
@@ -218,7 +220,7 @@ def test_holdout_split_is_disjoint_seeded_and_sized():
 
 
 def _rates(preset, total_steps):
-    from sharens.training import optimizer_for
+    from sharens.train.loop import optimizer_for
 
     model = torch.nn.Linear(2, 2)
     optimizer, schedule = optimizer_for(model.parameters(), preset, total_steps)

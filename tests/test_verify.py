@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sharens import cli, executors
-from sharens.cells import CellStore, Outcomes
-from sharens.evaluation import describe_outcomes
+from sharens import cli
+from sharens.execution import executors
+from sharens.model.evaluation import describe_outcomes
+from sharens.suite.store import CellStore, Outcomes
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 

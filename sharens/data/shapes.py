@@ -33,7 +33,7 @@ class DataShape:
     inputs: dict[str | None, tuple[tuple[int, ...], str]]  # view -> (shape of one row, numpy dtype name)
 
     def sliced(self, train_subset: int | None, test_subset: int | None) -> DataShape:
-        """The shape of the fixed slices a spec cuts (`sharens.executors.prepare`)."""
+        """The shape of the fixed slices a spec cuts (`sharens.execution.executors.prepare`)."""
         return DataShape(min(self.n_train, train_subset or self.n_train), min(self.n_test, test_subset or self.n_test),
                          self.num_classes, self.inputs)
 
