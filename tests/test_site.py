@@ -1,5 +1,6 @@
 """The static site (`sharens.report.site`): the committed pages are current, and every link and image resolves."""
 
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -49,9 +50,10 @@ def _reports_copy(tmp_path: Path) -> Path:
 
 def test_committed_pages_are_current_and_every_link_resolves(tmp_path):
     built = _reports_copy(tmp_path)
-    site.write(built)
+    site.write(built, docs=RESULTS.parent / "docs")
     pages = sorted(p.relative_to(built) for p in built.rglob("*.html"))
-    assert {Path("index.html"), Path("table7_uci.html"), Path("quick/figure2_mnist.html")} <= set(pages)
+    assert {Path("index.html"), Path("table7_uci.html"), Path("quick/figure2_mnist.html"),
+            Path("docs/verdicts.html")} <= set(pages)
     stale = [str(p) for p in pages
              if not (RESULTS / p).is_file() or (RESULTS / p).read_text() != (built / p).read_text()]
     assert not stale, f"pages out of date with the reports: {stale}; run `python -m sharens site`"
@@ -99,3 +101,30 @@ def test_readmes_results_block_is_what_the_committed_results_give():
     assert readme.BEGIN in text and readme.END in text
     committed = readme.BEGIN + text.split(readme.BEGIN, 1)[1].split(readme.END, 1)[0] + readme.END
     assert committed == readme.block(RESULTS), "README's results block is stale: run `python -m sharens site`"
+
+
+def test_the_documentation_pages_join_the_site_with_their_links_followed(tmp_path):
+    docs, root = tmp_path / "docs", tmp_path / "results"
+    docs.mkdir()
+    (docs / "first.md").write_text("# First page\n\nSee [the second](second.md#part) and [the first](first.md).\n")
+    (docs / "second.md").write_text("# Second page\n\n## Part\n")
+    root.mkdir()
+    index = site.write(root)  # docs/ beside the results tree is found
+    assert (root / "docs" / "first.html").is_file() and (root / "docs" / "second.html").is_file()
+    assert 'href="second.html#part"' in (root / "docs" / "first.html").read_text()
+    assert 'href="docs/first.html">First page</a>' in index.read_text()
+    assert not broken_links(root)
+    (docs / "first.md").write_text("# First page\n\n[gone](missing.md)\n")
+    site.write(root)
+    assert broken_links(root) == ["docs/first.html: missing.html"]
+
+
+def test_readme_fits_a_screen_or_two_and_every_link_resolves():
+    """README answers on its first screens (at most 200 lines); every relative link it holds reaches a file."""
+    readme = RESULTS.parent / "README.md"
+    text = readme.read_text()
+    assert len(text.splitlines()) <= 200
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert len(targets) > 10
+    broken = [t for t in targets if not urlparse(t).scheme and not (readme.parent / urlparse(t).path).is_file()]
+    assert not broken, f"README links that reach no file: {broken}"

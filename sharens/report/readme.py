@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from sharens.atomic import write_bytes
-from sharens.judge import claims, throughput
+from sharens.judge import claims
 from sharens.judge.document import fragile, judged
 from sharens.report import site
 
@@ -20,8 +20,7 @@ BEGIN = "<!-- results: written by `python -m sharens site` from results/; edits 
 END = "<!-- end of results -->"
 
 
-def _num(x: float | None, signed: bool = False) -> str:
-    return "" if x is None else (f"{x:+.2f}" if signed else f"{x:.2f}")
+VERDICTS = ("reproduced", "not reproduced (below)", "not reproduced (above)", "inconclusive")
 
 
 def _short(title: str) -> str:
@@ -29,78 +28,81 @@ def _short(title: str) -> str:
     return title.split(":")[0]
 
 
-def _verdict_counts(doc: dict) -> str:
+def _shown(reports: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """Each table once: its `full` report, else its `quick` one, in the tables' order."""
+    by_table: dict[str, tuple[Path, dict]] = {}
+    for path, doc in reports:
+        if doc["table"] not in by_table or doc["profile"] == "full":
+            by_table[doc["table"]] = (path, doc)
+    return list(by_table.values())
+
+
+def _rows_line(link: str, doc: dict) -> str:
+    """The table's rows with a paper number: how many got each verdict, and how many no verdict (and why not)."""
     rows, _ = site.verdicts(doc)
-    shown = Counter({k: v for k, v in rows.items() if k != "no paper number"})
-    return ", ".join(f"{name} {n}" for name, n in sorted(shown.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _cost_claims(doc: dict) -> dict[str, list[dict]]:
-    """{claim title: its judged entries over the document's pairs and devices} (`sharens.judge.throughput`)."""
-    found: dict[str, list[dict]] = {}
-    for m in doc.get("throughput") or []:
-        for c in m["claims"]:
-            found.setdefault(f"{throughput.COST_CLAIMS[c['claim']].short} ({m['device']})", []).append(c)
-    return found
-
-
-def _table_lines(root: Path, path: Path, doc: dict) -> list[str]:
-    """One line for the table's rows, then (at `full`) one per claim of the paper's that it gave a number for."""
-    link = path.with_suffix(".md").relative_to(root.parent).as_posix()
-    title = f"[{_short(doc['title'])}]({link})"
+    counted = [f"{rows[v]} {v}" for v in VERDICTS if rows[v]]
+    other = sum(n for name, n in rows.items() if name not in VERDICTS and name != "no paper number")
     seeds = len(doc["provenance"]["seeds"])
-    lines = [f"| {title} | `{doc['profile']}`: rows with a paper number ({seeds} seed{'s' * (seeds > 1)}) | | | | "
-             f"{_verdict_counts(doc)} |"]
-    for claim, found in _cost_claims(doc).items():
-        ratios = [c["ratio"] for c in found]
-        verdicts = Counter(c["verdict"] for c in found)
-        lines.append(f"| {title} | cost: {claim} ({len(found)} pair{'s' * (len(found) > 1)}) | | "
-                     f"{min(ratios):.2f}-{max(ratios):.2f}x | | "
-                     + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items(), key=lambda kv: -kv[1])) + " |")
+    return (f"| {link} | `{doc['profile']}`, {seeds} seed{'s' * (seeds > 1)} | rows | | | "
+            + ", ".join(counted + ([f"{other} without a verdict"] if other else [])) + " |")
+
+
+def _claim_lines(link: str, doc: dict) -> list[str]:
+    """One line per claim of the paper's with a paper number (at `full` only: other profiles are not comparable)."""
+    lines = []
     for c in doc["claims"]:
         if not claims.kind(c).paper or c["paper_gain"] is None or doc["profile"] != "full":
             continue
         g = c["gain"]
-        interval = f"[{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g.get("ci95") else ""
-        verdict = c["verdict"] + (f", {c['magnitude']}" if c.get("magnitude") else "")
-        lines.append(f"| {title} | SE − baseline, {c['pair']} ({c['preset']}, {c['dataset']}) | "
-                     f"{_num(c['paper_gain'], signed=True)} | {_num(g['mean'], signed=True)} (n={g['n']}) | "
-                     f"{interval} | {verdict} |")
+        interval = f" [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]" if g.get("ci95") else ""
+        lines.append(f"| {link} | `full`, {g['n']} seeds | SE − baseline, {c['pair']} ({c['preset']}, {c['dataset']}) "
+                     f"| {c['paper_gain']:+.2f} | {g['mean']:+.2f}{interval} | {c['verdict']} |")
     return lines
+
+
+def _cost_line(docs: list[dict]) -> str:
+    """SE's training step against its baseline's, over every table's pairs and devices."""
+    found = [c for doc in docs for m in doc.get("throughput") or [] for c in m["claims"]
+             if c["claim"] == "se_train_step"]
+    if not found:
+        return ""
+    counts = Counter(c["verdict"] for c in found)
+    ratios = [c["ratio"] for c in found]
+    return (f"SE's training step over its baseline's, {len(found)} pairs measured: "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x; " + ", ".join(f"{n} {v}" for v, n in counts.most_common())
+            + " (each report's Throughput section).")
 
 
 def _drift_lines(root: Path) -> list[str]:
     """The measured drift of `python -m sharens verify` runs (results/verify/*.json), one line each."""
-    found = [json.loads(p.read_text()) for p in sorted((root / "verify").glob("*.json"))]
-    if not found:
-        return []
-    lines = ["", "Committed cells rerun on another CPU (`python -m sharens verify`; per cell in "
-             "`results/verify/`):", "",
-             "| Table | Cells | Committed on | Rerun on | Identical | Stopped at another epoch "
-             "| Drift, median / max of its size (points) | Verdicts changed |", "|---|---|---|---|---|---|---|---|"]
-    for v in found:
+    lines = []
+    for path in sorted((root / "verify").glob("*.json")):
+        v = json.loads(path.read_text())
         d = v["drift"]
-        lines.append(f"| {v['table']} ({v['profile']}) | {d['cells']} | {', '.join(v['committed_devices'])} | "
-                     f"{v['device']} | {d['identical']} | {d['other_epochs']} | {d['median_abs_drift']:.2f} / "
-                     f"{d['max_abs_drift']:.2f} | {len(v['changes'])} |")
+        lines.append(f"{v['table']} (`{v['profile']}`): {d['cells']} committed cells rerun on {v['device']}: "
+                     f"{d['identical']} identical, drift median {d['median_abs_drift']:.2f}, max "
+                     f"{d['max_abs_drift']:.2f} points; {len(v['changes'])} verdicts changed.")
     return lines
 
 
 def block(root: Path) -> str:
     """The results block for the results tree `root` (the repository's `results/`)."""
     reports = site.reports_under(root)
-    lines = [BEGIN, "", "| Table | Row or claim | Paper | Ours | 95% interval | Verdict |", "|---|---|---|---|---|---|"]
-    for profile in dict.fromkeys(doc["profile"] for _, doc in reports):
-        for path, doc in reports:
-            if doc["profile"] == profile:
-                lines += _table_lines(root, path, doc)
-    totals = [(len(fragile(doc)), judged(doc)) for _, doc in reports if "interval_method" in doc]
+    shown = _shown(reports)
+    lines = [BEGIN, "", "| Table | Run | Row or claim | Paper | Ours [95% interval] | Verdict |",
+             "|---|---|---|---|---|---|"]
+    for path, doc in shown:
+        link = f"[{_short(doc['title'])}]({path.with_suffix('.md').relative_to(root.parent).as_posix()})"
+        lines += [_rows_line(link, doc), *_claim_lines(link, doc)]
+    notes = []
     method = next((doc["interval_method"] for _, doc in reports if "interval_method" in doc), None)
     if method:
-        lines += ["", f"Intervals: {method['description']}; {method['coverage']}. Fragile verdicts, which "
-                  f"another interval method would change: {sum(f for f, _ in totals)} of {sum(j for _, j in totals)} "
-                  "(each report names them)."]
-    lines += _drift_lines(root)
+        totals = [(len(fragile(doc)), judged(doc)) for _, doc in reports if "interval_method" in doc]
+        notes.append(f"Intervals cover at least {100 * method['min_coverage']:.1f}% of the truth in simulation at "
+                     f"2-10 seeds ([docs/verdicts.md](docs/verdicts.md)); {sum(f for f, _ in totals)} of "
+                     f"{sum(j for _, j in totals)} verdicts would change under another interval method.")
+    notes += [line for line in [_cost_line([doc for _, doc in shown]), *_drift_lines(root)] if line]
+    lines += [""] + [f"- {note}" for note in notes] if notes else []
     return "\n".join(lines + ["", END])
 
 

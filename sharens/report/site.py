@@ -3,7 +3,9 @@
 A table's page is its markdown report rendered to HTML (markdown-it-py: CommonMark, with tables), so the
 page and the markdown cannot say different things; it shows the same PNG plots, which sit beside both.
 The index is built from the tables' JSON documents: per table and profile, how many rows and claims got
-each verdict or health status. Static files only, no script: a folder of results opens in any browser.
+each verdict or health status. The documentation pages (`docs/*.md` beside the results tree) are rendered into
+`docs/` under it and listed on the index, so one `index.html` holds both. Static files only, no script: a
+folder of results opens in any browser.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -115,9 +118,10 @@ def _css(verdict: str) -> str:
             "inconclusive": "inconclusive"}.get(verdict, "status")
 
 
-def write(root: Path) -> Path:
-    """`root/index.html` and a page beside every table report under `root` (its folders: `FOLDERS`); returns
-    the index."""
+def write(root: Path, docs: Path | None = None) -> Path:
+    """`root/index.html`, a page beside every table report under `root` (its folders: `FOLDERS`) and one under
+    `root/docs/` for every documentation page in `docs` (default: the `docs/` folder beside `root`, if any);
+    returns the index."""
     root = Path(root)
     reports = reports_under(root)
     for path, doc in reports:
@@ -125,11 +129,30 @@ def write(root: Path) -> Path:
         up = os.path.relpath(root / "index.html", page_path.parent)
         body = _MARKDOWN.render(path.with_suffix(".md").read_text())
         write_bytes(page_path, page(doc["title"], body, Path(up).as_posix()).encode())
-    return _write_index(root, reports)
+    docs = Path(docs) if docs is not None else root.resolve().parent / DOCS
+    guides = _write_docs(docs, root / DOCS) if docs.is_dir() else []
+    return _write_index(root, reports, guides)
 
 
-def _write_index(root: Path, reports: list[tuple[Path, dict]]) -> Path:
-    """`root/index.html`: every table report, its verdicts counted, linked to its page."""
+DOCS = "docs"  # the documentation's folder, beside the results tree and inside the site
+_MD_LINK = re.compile(r'href="([^":#]+)\.md(#[^"]*)?"')
+
+
+def _write_docs(source: Path, target: Path) -> list[tuple[str, str]]:
+    """Every `source/*.md` rendered to `target/*.html` (links between the pages follow them); (title, page name)
+    of each, in name order."""
+    written = []
+    for path in sorted(source.glob("*.md")):
+        text = path.read_text()
+        title = text.splitlines()[0].lstrip("# ").strip() if text else path.stem
+        body = _MD_LINK.sub(lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', _MARKDOWN.render(text))
+        write_bytes(target / f"{path.stem}.html", page(title, body, "../index.html").encode())
+        written.append((title, f"{path.stem}.html"))
+    return written
+
+
+def _write_index(root: Path, reports: list[tuple[Path, dict]], guides: list[tuple[str, str]]) -> Path:
+    """`root/index.html`: every table report, its verdicts counted, linked to its page; then the documentation."""
     lines = ["<h1>sharens: which of the papers' claims hold</h1>",
              "<p>Each row of a table is <em>reproduced</em> when the 95% interval of our accuracy (over seeds "
              "and test rows) lies within the paper's number ± the table's tolerance, <em>not reproduced</em> "
@@ -159,6 +182,9 @@ def _write_index(root: Path, reports: list[tuple[Path, dict]]) -> Path:
         lines.append("</table>")
     lines.append("<p>Each table's report is also in markdown (<code>&lt;table&gt;.md</code>) and JSON "
                  "(<code>&lt;table&gt;.json</code>) beside its page.</p>")
+    if guides:
+        items = [f'<li><a href="{DOCS}/{html.escape(name)}">{html.escape(title)}</a></li>' for title, name in guides]
+        lines += ["<h2>Documentation</h2>", "<ul>", *items, "</ul>"]
     index = root / "index.html"
     write_bytes(index, page("sharens results", "\n".join(lines) + "\n").encode())
     return index
