@@ -18,7 +18,7 @@ batch-norm statistics (the buffers are stacked too) and its own stopping rule
 (`loop.Progress`); the summed loss gives each member exactly its own
 gradient, and Adam and SGD update every weight on its own. So member k equals
 a separate `train` run of its seed up to float rounding (batched kernels sum
-in another order), which `tests/test_members.py` checks.
+in another order), which `tests/train/test_members.py` checks.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import pytest
 import sharens.data as data
 from sharens.data import DataError, Dataset, files, load_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("SHARENS_DATA") or REPO.parent / "shared" / "data")
 FOLDER = {"letter": "uci", "adult": "uci", "yeast": "uci", "semg": "semg"}
 

@@ -16,7 +16,7 @@ import pytest
 from sharens.data import cifar10, download, files, load_dataset, mnist
 from sharens.data.files import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("SHARENS_DATA") or REPO.parent / "shared" / "data")
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -18,7 +18,7 @@ from sharens.data import DataError, download, files, gtzan, imdb, load_dataset
 from sharens.model.backbones import build_backbone
 from sharens.model.ensemble import SharingEnsemble
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ROOT = Path(os.environ.get("SHARENS_DATA") or REPO.parent / "shared" / "data")
 GTZAN_CLIPS = sorted((ROOT / "gtzan" / "genres").glob("*/*.*"))
 

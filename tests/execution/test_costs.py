@@ -58,7 +58,7 @@ def test_a_plan_trains_nothing_and_reads_no_data_sets_arrays(data_root, tmp_path
 def test_a_plan_whose_cells_are_all_stored_prices_nothing(data_root, tmp_path, monkeypatch):
     """A dry run at the committed results calibrates nothing: only cells still to run are priced."""
     for name in ("table5_semg.json", "table5_semg.outcomes.npz"):
-        shutil.copy(Path(__file__).resolve().parent.parent / "results" / "smoke" / name, tmp_path / name)
+        shutil.copy(Path(__file__).resolve().parents[2] / "results" / "smoke" / name, tmp_path / name)
     monkeypatch.setattr(costs, "_calibrate_network", _never("the device was calibrated"))
     monkeypatch.setattr(costs, "_calibrate_classic", _never("an estimator was calibrated"))
     run = run_table(get_table("table5_semg"), "smoke", out=tmp_path, data_root=data_root, execute=False,

@@ -62,7 +62,7 @@ def test_the_coverage_check_fails_a_method_that_under_covers_or_is_too_wide(monk
 
 
 def _smoke_document(table_id: str) -> dict:
-    path = Path(__file__).resolve().parents[1] / "results" / "smoke" / f"{table_id}.json"
+    path = Path(__file__).resolve().parents[2] / "results" / "smoke" / f"{table_id}.json"
     stored = json.loads(path.read_text())
     outcomes = Outcomes.from_pack(path.with_name(f"{table_id}.outcomes.npz"))
     table = get_table(table_id)

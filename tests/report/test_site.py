@@ -10,7 +10,7 @@ import pytest
 
 from sharens.report import site
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 class _Links(HTMLParser):
