@@ -26,6 +26,7 @@ from scipy import stats as scipy_stats
 
 from sharens.atomic import write_json
 from sharens.suite.plan import CellSpec
+from sharens.suite.store import file_name
 from sharens.suite.table import ThroughputTolerance
 
 METHOD = 2  # bump when what a measurement does changes: stored measurements of another method are redone
@@ -114,7 +115,7 @@ def judge(found: dict, tolerance: ThroughputTolerance) -> list[dict]:
 def stored_all(folder: Path, dataset: str, pair: str) -> list[dict]:
     """Every stored measurement of one pair on one data set, of this `METHOD`, any device."""
     found = []
-    for path in sorted(folder.glob(f"{dataset}__{_safe(pair)}__*.json")):
+    for path in sorted(folder.glob(f"{dataset}__{file_name(pair)}__*.json")):
         try:
             entry = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -125,9 +126,5 @@ def stored_all(folder: Path, dataset: str, pair: str) -> list[dict]:
 
 
 def save(folder: Path, found: dict) -> dict:
-    write_json(folder / f"{found['dataset']}__{_safe(found['pair'])}__{found['key']}.json", found)
+    write_json(folder / f"{found['dataset']}__{file_name(found['pair'])}__{found['key']}.json", found)
     return found
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-")

@@ -42,6 +42,11 @@ def cell_key(spec: CellSpec, data_identity: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def file_name(label: str) -> str:
+    """A row or pair label as it appears in a stored file's name: 'Deep CNN+SE' -> 'Deep-CNN-SE'."""
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-")
+
+
 def _digest(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -115,8 +120,8 @@ class CellStore:
                 path.unlink(missing_ok=True)
 
     def path(self, spec: CellSpec, key: str) -> Path:
-        safe = "".join(c if c.isalnum() else "-" for c in spec.row.label).strip("-")
-        return self.folder / f"{spec.dataset}__{safe}__{spec.preset or 'classic'}__s{spec.seed}__{key}.json"
+        name = f"{spec.dataset}__{file_name(spec.row.label)}__{spec.preset or 'classic'}__s{spec.seed}__{key}"
+        return self.folder / f"{name}.json"
 
     def load(self, spec: CellSpec, key: str) -> dict | None:
         """The stored record of the cell with this key, or None if absent or unreadable (it is then redone)."""
