@@ -15,7 +15,6 @@ apart, once put SE below its own baseline.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -24,10 +23,11 @@ import torch.nn.functional as F
 
 from benchmarks import get_table
 from sharens.data import load_dataset
+from sharens.execution import timing
 from sharens.execution.cell import DeviceData, build_model, fixed_threads, prepare
 from sharens.suite.plan import CELL_THREADS, NetworkSpec, plan
 from sharens.train.augment import get_augmentation
-from sharens.train.loop import sync_device, train
+from sharens.train.loop import train
 from sharens.train.members import train_members
 from sharens.train.presets import Preset
 from sharens.train.speed import Speed
@@ -106,24 +106,17 @@ def member_loops(net: NetworkSpec, data: DeviceData) -> dict[str, Callable[[], N
 
 
 def paired_rounds(benchmark, loops: dict[str, Callable[[], None]], **info) -> None:
-    """Time `loops` back to back in rotating order, ROUNDS times after a warm-up round, at a cell's threads."""
-    names = list(loops)
-    seconds = {name: [] for name in names}
+    """Time `loops` in paired rounds as the throughput claims are timed (`sharens.execution.timing`), at a
+    cell's threads; pytest-benchmark times the whole measurement once."""
+    seconds = {}
 
-    def paired_round():
-        shift = len(seconds[names[0]]) % len(names)  # rounds run so far, the warm-up included
-        for name in names[shift:] + names[:shift]:
-            sync_device(DEVICE)
-            start = time.perf_counter()
-            loops[name]()
-            sync_device(DEVICE)
-            seconds[name].append(time.perf_counter() - start)
+    def measured():
+        with fixed_threads(CELL_THREADS):
+            seconds.update(timing.paired_rounds({name: (loop,) for name, loop in loops.items()}, DEVICE, ROUNDS))
 
-    with fixed_threads(CELL_THREADS):
-        benchmark.pedantic(paired_round, rounds=ROUNDS, warmup_rounds=1)
-    # the warm-up round is timed too: keep the measured rounds only
+    benchmark.pedantic(measured, rounds=1, warmup_rounds=0)
     benchmark.extra_info.update(device=str(DEVICE), threads=CELL_THREADS,
-                                seconds={name: s[-ROUNDS:] for name, s in seconds.items()}, **info)
+                                seconds={name: s[0] for name, s in seconds.items()}, **info)
 
 
 @pytest.mark.parametrize("name", IMAGE_MODELS)

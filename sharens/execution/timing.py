@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -54,6 +54,22 @@ def _timed(fn: Callable, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def paired_rounds(loops: dict[str, Sequence[Callable]], device: torch.device, rounds: int = ROUNDS) -> dict:
+    """{name: one list of seconds per phase} of `loops` (name -> its phases, timed one by one), over `rounds`
+    rounds after a warm-up one that is not kept. Each round runs every name back to back, starting one later
+    than the round before, so a shared machine's slow spells fall on every name alike and cancel in ratios."""
+    names = list(loops)
+    seconds = {name: [[] for _ in phases] for name, phases in loops.items()}
+    for r in range(rounds + 1):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            for k, phase in enumerate(loops[name]):
+                elapsed = _timed(phase, device)
+                if r:
+                    seconds[name][k].append(elapsed)
+    return seconds
+
+
 def measure(specs: dict[str, tuple[CellSpec, str]], data: DeviceData, device: torch.device,
             rounds: int = ROUNDS) -> dict:
     """Time the training and prediction of every variant of one pair in paired rounds (see the docstring)."""
@@ -63,20 +79,9 @@ def measure(specs: dict[str, tuple[CellSpec, str]], data: DeviceData, device: to
         step = _timed(one, device) / 2  # the first run pays warm-up costs too: a safe upper bound
         steps = max(1, min(MAX_STEPS, math.ceil(ROUND_SECONDS / max(step, 1e-6))))
         loops = {variant: _loops(spec, data, steps, device) for variant, (spec, _) in specs.items()}
-        names = list(loops)
-        seconds = {(v, phase): [] for v in names for phase in ("train", "predict")}
-        for r in range(rounds + 1):  # round 0 warms up, and is not kept
-            shift = r % len(names)
-            for v in names[shift:] + names[:shift]:
-                fit, predict, _ = loops[v]
-                for phase, fn in (("train", fit), ("predict", predict)):
-                    elapsed = _timed(fn, device)
-                    if r:
-                        seconds[(v, phase)].append(elapsed)
+        seconds = paired_rounds({v: (fit, predict) for v, (fit, predict, _) in loops.items()}, device, rounds)
     return {"device": provenance.device_name(device, CELL_THREADS), "method": METHOD, "rounds": rounds,
             "steps_per_round": steps, "batch_size": baseline.batch_size,
-            "variants": {v: {"train_seconds": seconds[(v, "train")], "predict_seconds": seconds[(v, "predict")],
+            "variants": {v: {"train_seconds": seconds[v][0], "predict_seconds": seconds[v][1],
                              "flops_per_sample": loops[v][2], "members": specs[v][0].network.members,
-                             "cell_key": specs[v][1]} for v in names}}
-
-
+                             "cell_key": specs[v][1]} for v in loops}}
