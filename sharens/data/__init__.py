@@ -34,13 +34,13 @@ __all__ = ["DATASETS", "SOURCES", "DataError", "DataMissing", "Dataset", "cache_
 class Source:
     """One data set: what it reads, how it is read, and how it is fetched.
 
-    `read(paths, cache)` returns the split (x_train, y_train, x_test, y_test,
-    classes, info, optional views); `version` is bumped whenever its output
-    changes. `files` are the manifest files it reads and `download` fetches;
-    `locate(root, cache)` replaces that list where the files present may vary
-    ({label: (path, sha256)}); `fetch(root)` replaces the plain
-    download where the files come out of a bundle, and `fetch_size()` says
-    what that bundle costs.
+    - `name`: the id tables and specs use.
+    - `read(paths, cache)`: the split (x_train, y_train, x_test, y_test, classes, info, optional views).
+    - `version`: bumped whenever `read`'s output changes (it keys the cached arrays and every cell).
+    - `files`: the manifest files it reads, and `download` fetches.
+    - `locate(root, cache)`: replaces `files` where the files present may vary ({label: (path, sha256)}).
+    - `fetch(root)`: replaces the plain download where the files come out of a bundle; `fetch_size()` says
+      what that bundle costs.
     """
 
     name: str

@@ -130,24 +130,24 @@ def run_table(
     address: str | None = None,
     throughput: bool = False,
 ) -> TableRun:
-    """Run (or resume) every cell of `table`.
+    """Run (or resume) every cell of `table` at a profile; finished cells are stored as they complete and
+    skipped on a rerun, and a cell that raises is reported in `errors` while the run goes on.
 
-    `presets` and `seeds` default to the table's and the profile's; like `rows`, they choose what runs, while the
-    report keeps every stored cell of the table's own presets and seeds. Finished cells are stored as they
-    complete and skipped on a rerun unless `force`; a cell that raises is reported in `errors` and the run goes
-    on. `jobs` > 1 runs cells in that many worker processes (CPU only); every cell fixes its own seed and thread
-    count, so the numbers do not depend on the schedule. On CUDA cells train with bf16 autocast and
-    channels_last and batch an ensemble's members; `speed` names further `speed.Speed` options (e.g.
-    compile); each cell's spec records them. With `execute` False nothing runs: the result holds the stored
-    cells of the plan, `errors` names the cells still to run and `downloads` the data sets a run would fetch first
-    (with `estimate` and without `download`, a missing data set is then no error). `rows` (labels) restricts
-    what runs, not what is reported: every stored cell of the plan stays in the result. With `estimate` (and
-    `execute` False), the cost model (`sharens.execution.costs`) prices the cells still to run; with
-    `estimate_plan` too, every cell of the plan. With `download`, a data set whose files are missing is downloaded
-    into the data root first. `executor` names where cells run (`sharens.execution.executors`; default: worker
-    processes when `jobs` > 1, else this process); `address` is a Ray cluster's. With
-    `throughput` (and `execute`), each pair's step times are measured on this device where none are stored
-    (`sharens.judge.throughput`: seconds a pair; `reproduce` and `regress` ask for it).
+    - `seeds`, `presets`, `rows` (labels), `datasets`: what runs (default: the profile's seeds, the table's
+      presets, every row and data set); the result keeps every stored cell of the table's own presets and seeds.
+    - `force`: redo the selected cells (their checkpoints discarded).
+    - `device`, `speed`: where cells train, and `speed.Speed` options beyond the device's defaults (on CUDA:
+      bf16, channels_last, batched members and seeds); each cell's spec records them.
+    - `jobs`, `executor`, `address`: how many cells at a time and where (`sharens.execution.executors`; default:
+      worker processes when `jobs` > 1, else this process; `address` is a Ray cluster's). Every cell fixes its
+      own seed and thread count, so the numbers do not depend on the schedule.
+    - `execute` False: nothing runs; the result holds the stored cells of the plan, `errors` names the cells
+      still to run, `downloads` the data sets a run would fetch first.
+    - `estimate` (with `execute` False): the cost model (`sharens.execution.costs`) prices the cells still to
+      run; `estimate_plan` prices every cell of the plan too. A missing data set is then no error.
+    - `download`: fetch a data set whose files are missing into the data root first.
+    - `throughput` (with `execute`): measure each pair's step times on this device where none are stored
+      (`sharens.judge.throughput`; `reproduce` and `regress` ask for it).
     """
     executor = executor or ("processes" if jobs > 1 else "local")
     if executor not in EXECUTORS:
