@@ -585,8 +585,11 @@ def test_a_fresh_data_root_is_downloaded_verified_and_run(data_root, tmp_path, m
     fresh = tmp_path / "fresh"
     args = ["reproduce", "--table", "table7_uci", "--table", "table5_semg", "--profile", "smoke", "--seeds", "1",
             "--rows", "DNN", "--data-root", str(fresh), "--out", str(tmp_path / "out")]
-    assert main([*args, "--dry-run"]) == 1 and "--dry-run" in capsys.readouterr().err  # a dry run fetches nothing
-    assert not fresh.exists()
+    assert main([*args, "--dry-run"]) == 0  # a dry run fetches nothing: it says what a run would download
+    planned = capsys.readouterr().out
+    assert "would download letter: letter-recognition.data (0.7 MB)" in planned
+    assert "semg: semg+for+basic+hand+movements.zip (size not published; the 5 files kept are 10.7 MB)" in planned
+    assert not fresh.exists() and not server.requests
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "letter: not under" in out and "semg: not under" in out and "cells planned" in out
