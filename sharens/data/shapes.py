@@ -71,13 +71,13 @@ def data_shape(name: str, root: str | os.PathLike | None = None, missing_ok: boo
     """`name`'s shape (see the module's docstring); with `missing_ok`, the packaged one when its files are absent."""
     from sharens.data import DataMissing, cache_dir, cache_key, identify, load_dataset
 
+    entry = packaged().get(name)
     try:
         key = cache_key(identify(name, root))
     except DataMissing:
-        if not (missing_ok and name in packaged()):
+        if not (missing_ok and entry is not None):
             raise
-        return DataShape.from_json(packaged()[name])
-    entry = packaged().get(name)
+        return DataShape.from_json(entry)
     if entry is not None and entry["cache_key"] == key:
         return DataShape.from_json(entry)
     path = sidecar(cache_dir(), name, key)
