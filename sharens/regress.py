@@ -1,12 +1,15 @@
 """CI regression check: rerun the smoke profile and compare with the committed reference.
 
-`python -m sharens.regress [--reference results/smoke] [--tolerance 5]` runs every
-implemented table at `smoke` into a temporary folder and fails when a row's
+`python -m sharens.regress [--reference results/smoke] [--tolerance 5] [--out DIR]` runs every
+implemented table at `smoke` (`python -m sharens reproduce --profile smoke`, the command a user runs)
+into a temporary folder, or into DIR to keep the cells and reports, and fails when a row's
 mean accuracy moved by more than the tolerance or its status changed, or when SE's
 step-time ratio over its baseline (training or prediction, `sharens.judge.throughput`)
 rose past the reference's by more than the throughput tolerance. The smoke
 test sets are a few hundred rows, so one sample is worth 0.4-0.8 points; the
 tolerance absorbs floating-point differences between CPUs, not real changes.
+`.ci/run` keeps the run, and the slow tests read it (`SHARENS_SMOKE_RUN`) instead of training
+the same smoke cells again.
 """
 
 from __future__ import annotations
@@ -17,11 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
-from benchmarks import TABLES, get_table
-from sharens.execution.runner import run_table
-from sharens.judge import document
+from benchmarks import TABLES
+from sharens import cli
 
 
 def compare(reference: dict, current: dict, tolerance: float) -> list[str]:
@@ -77,24 +77,32 @@ def main(argv: list[str] | None = None) -> int:
                    help="relative rise of SE's step-time ratios over the reference's that fails (default 0.15)")
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--jobs", type=int, default=1, help="CPU worker processes (the numbers do not depend on it)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="keep the run's cells and reports in this new folder (default: a temporary one)")
     args = p.parse_args(argv)
+    if args.out and args.out.exists() and any(args.out.iterdir()):
+        p.error(f"--out {args.out} is not empty: a regression check trains every smoke cell afresh, and a "
+                "folder with stored cells would only resume them; name a new folder")
     failed = False
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as temporary:
+        out = args.out or Path(temporary)
         for table_id in TABLES:
-            table = get_table(table_id)
             ref_path = args.reference / f"{table_id}.json"
             if not ref_path.exists():
                 print(f"FAIL {table_id}: no reference at {ref_path}; create it with "
                       f"`python -m sharens reproduce --table {table_id} --profile smoke --out {args.reference}`")
                 failed = True
                 continue
-            run = run_table(table, "smoke", out=Path(out), device=torch.device("cpu"), data_root=args.data_root,
-                            jobs=args.jobs, throughput=True)
-            current = document.build(table, "smoke", run.records, measured=run.throughput)
-            reference = json.loads(ref_path.read_text())
-            problems = (run.errors + compare(reference, current, args.tolerance)
-                        + compare_throughput(reference, current, args.throughput_tolerance))
-            print(f"{'FAIL' if problems else 'ok  '} {table_id}: {len(run.records)} cells")
+            command = ["reproduce", "--table", table_id, "--profile", "smoke", "--device", "cpu", "--out", str(out),
+                       "--jobs", str(args.jobs)] + (["--data-root", str(args.data_root)] if args.data_root else [])
+            problems = ["the smoke run failed (its errors are above)"] if cli.main(command) else []
+            written = out / f"{table_id}.json"
+            if written.exists():
+                current, reference = json.loads(written.read_text()), json.loads(ref_path.read_text())
+                problems += (compare(reference, current, args.tolerance)
+                             + compare_throughput(reference, current, args.throughput_tolerance))
+            print(f"{'FAIL' if problems else 'ok  '} {table_id}"
+                  + (f": {len(current['cells'])} cells" if written.exists() else ""), flush=True)
             for line in problems:
                 print(f"     {line}")
             failed |= bool(problems)
