@@ -18,18 +18,23 @@ def _data_env() -> dict:
     return {"SHARENS_DATA": root}
 
 
+# one worker per core, each test file on one worker: a module's smoke-run fixture is built once
+PARALLEL = ("-n", "auto", "--dist", "loadfile")
+
+
 @nox.session
 def tests(session):
-    """The fast tier: unit tests on synthetic or sliced data (minutes on 2 cores)."""
+    """The fast tier: unit tests on synthetic or sliced data (about a minute on 2 cores)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", "-m", "not slow", *session.posargs, env=_data_env())
+    session.run("pytest", "-q", *PARALLEL, "-m", "not slow", *session.posargs, env=_data_env())
 
 
 @nox.session
 def tests_slow(session):
-    """The slow tier: end-to-end runs of whole tables on the real data (`@pytest.mark.slow`); CI runs both."""
+    """The slow tier: end-to-end runs on the real data (`@pytest.mark.slow`); CI runs both. The tests that read
+    whole tables' smoke runs copy the run `nox -s regress -- --out DIR` kept when SHARENS_SMOKE_RUN=DIR."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", "-m", "slow", *session.posargs, env=_data_env())
+    session.run("pytest", "-q", *PARALLEL, "-m", "slow", "--durations=15", *session.posargs, env=_data_env())
 
 
 @nox.session

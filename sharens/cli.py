@@ -62,7 +62,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             if args.dry_run:
                 continue
             out = _out(args.out, profile)
-            run = run_table(table, profile, out=out, **options, **where, throughput=True)
+            run = run_table(table, profile, out=out, **options, **where, throughput=not args.no_throughput)
         except (DataError, ValueError) as exc:
             print(f"error: {table.id}: {exc}", file=sys.stderr)
             failed = True
@@ -429,6 +429,9 @@ def parser() -> argparse.ArgumentParser:
                         "every stored cell")
     r.add_argument("--no-download", action="store_true",
                    help="never download: a missing data set is an error that names what to fetch and from where")
+    r.add_argument("--no-throughput", action="store_true",
+                   help="do not time SE against its baseline after the cells (on a busy machine, say); the report "
+                        "keeps the measurements stored, and `throughput` takes the missing ones later")
     r.add_argument("--dry-run", action="store_true",
                    help="print how many cells each table plans, has stored and has still to run; run nothing")
     r.set_defaults(func=cmd_reproduce)

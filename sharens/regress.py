@@ -53,13 +53,14 @@ WATCHED = ("se_train_step", "se_predict")
 
 def compare_throughput(reference: dict, current: dict, tolerance: float = THROUGHPUT_TOLERANCE) -> list[str]:
     """SE's cost claims whose ratio rose past the reference's: the median over rounds above the reference's
-    ratio x (1 + `tolerance`), and the whole interval above the reference's."""
+    ratio x (1 + `tolerance`), and the whole interval above the reference's; and those this run did not measure."""
     def ratios(doc):
         return {(m["dataset"], m["pair"], c["claim"]): c for m in doc.get("throughput") or [] for c in m["claims"]
                 if c["claim"] in WATCHED}
 
     before, now = ratios(reference), ratios(current)
-    problems = []
+    problems = [f"{key[:2]}: {before[key]['title']}: in the reference, not measured by this run"
+                for key in sorted(before.keys() - now.keys())]
     for key in sorted(before.keys() & now.keys()):
         was, new = before[key], now[key]
         if new["ratio"] > was["ratio"] * (1 + tolerance) and new["low"] > was["high"]:

@@ -1,19 +1,32 @@
 import functools
 import http.server
+import json
 import os
 import re
+import shutil
 import threading
 import urllib.parse
 from pathlib import Path
 
 import pytest
+import torch
 
+from sharens.cli import main
 from sharens.data import files
+from sharens.provenance import git_revision
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 SLOW_FIXTURES = ("smoke_out", "image_smoke")  # whole tables run at smoke: minutes each
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets its share of the cores: torch's threads spinning on a core another
+    worker holds make a two-thread test tens of times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 def pytest_collection_modifyitems(items):
@@ -30,6 +43,36 @@ def data_root() -> Path:
     if not (root / "uci").is_dir():
         pytest.skip(f"real data not found at {root}; set SHARENS_DATA")
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, data_root):
+    """`smoke_run(tables)`: a new folder holding the tables run at smoke, as `nox -s regress` runs them."""
+    return functools.partial(_smoke_run, tmp_path_factory, data_root)
+
+
+def _smoke_run(tmp_path_factory, data_root: Path, tables: tuple[str, ...]) -> Path:
+    """A copy of the run regress kept when SHARENS_SMOKE_RUN names it (`.ci/run` sets it, so CI trains each
+    smoke cell once), else a run here. Each caller gets its own copy, so a test may rewrite what it reads."""
+    out = tmp_path_factory.mktemp("smoke")
+    kept = os.environ.get("SHARENS_SMOKE_RUN")
+    if not kept:
+        args = ["reproduce", "--profile", "smoke", "--device", "cpu", "--out", str(out), "--data-root",
+                str(data_root), "--jobs", "2"]
+        assert main([*args, *(arg for table in tables for arg in ("--table", table))]) == 0
+        return out
+    here = git_revision()
+    for table in tables:
+        document = Path(kept) / f"{table}.json"
+        if not document.is_file():
+            pytest.fail(f"SHARENS_SMOKE_RUN={kept} holds no {table}.json: point it at the folder of "
+                        "`python -m sharens.regress --out DIR`, or unset it to run the smoke tables here")
+        made_at = json.loads(document.read_text())["provenance"]["git_revision"]
+        if made_at != here:
+            pytest.fail(f"SHARENS_SMOKE_RUN={kept} was run at revision {made_at}, this checkout is {here}: "
+                        "rerun `python -m sharens.regress --out DIR` here, or unset it")
+    shutil.copytree(kept, out, dirs_exist_ok=True)
+    return out
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from benchmarks import figure2_mnist, get_table, resnet_cifar10
-from sharens.cli import main
 from sharens.data import Dataset
 from sharens.execution.cell import prepare, run_cell
 from sharens.model.backbones import CenteredImages, build_backbone
@@ -151,14 +150,8 @@ def test_sweep_report_pivots_by_depth_and_measures_degradation(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def image_smoke(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("image_smoke")
-    args = ["reproduce", "--profile", "smoke", "--seeds", "1", "--out", str(out), "--data-root", str(data_root),
-            "--jobs", "2"]
-    for table in IMAGE_TABLES:
-        args += ["--table", table]
-    assert main(args) == 0
-    return out
+def image_smoke(smoke_run):
+    return smoke_run(IMAGE_TABLES)
 
 
 @pytest.mark.parametrize("table_id", IMAGE_TABLES)
@@ -171,7 +164,7 @@ def test_image_smoke_run_on_the_real_files(image_smoke, table_id):
     assert {r["model"] for r in run_rows if r["variant"] == "baseline"} == set(
         smoke.pairs or [p.name for p in table.pairs])
     for row in run_rows:
-        assert row["status"] == "ok" and row["accuracy"]["n"] == 1 and 0 <= row["accuracy"]["mean"] <= 100
+        assert row["status"] == "ok" and row["accuracy"]["n"] == smoke.seeds and 0 <= row["accuracy"]["mean"] <= 100
     assert all(r["verdict"] in (None, "not comparable") for r in run_rows)
     if any(p.sweep for p in table.pairs):
         assert "## Accuracy by depth" in markdown
