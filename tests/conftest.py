@@ -77,8 +77,10 @@ def _smoke_run(tmp_path_factory, data_root: Path, tables: tuple[str, ...]) -> Pa
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
-    """Tests share one derived-array cache, never the user's."""
-    monkeypatch.setenv("SHARENS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    """Tests share one derived-array cache, never the user's: every pytest-xdist worker the same one (each
+    worker's temporary folder sits in the run's), so a data set is parsed once a run. Cache writes are atomic."""
+    run = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("SHARENS_CACHE", str((run.parent if "PYTEST_XDIST_WORKER" in os.environ else run) / "cache"))
 
 
 class MirrorHandler(http.server.SimpleHTTPRequestHandler):

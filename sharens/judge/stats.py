@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 NOT_COMPARABLE = "not comparable"
@@ -118,8 +118,8 @@ def variance_of_mean(x: np.ndarray) -> tuple[float, float, float]:
 def _quadrature(mean: float, parts: list[tuple[float, float]]) -> tuple[float, float, float]:
     """(low, high, two-sided p of 0) when each variance part (variance, df) is scaled by its own t quantile and
     the half-widths are added in quadrature; p is the level at which the interval's edge reaches 0."""
-    def half(alpha: float) -> float:
-        return math.sqrt(sum(stats.t.ppf(1 - alpha / 2, df) ** 2 * v for v, df in parts if v > 0))
+    def half(alpha: float) -> float:  # stdtrit(df, q) is stats.t.ppf(q, df) without its checks, 50x faster
+        return math.sqrt(sum(special.stdtrit(df, 1 - alpha / 2) ** 2 * v for v, df in parts if v > 0))
 
     width = half(ALPHA)
     if width == 0:

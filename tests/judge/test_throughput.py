@@ -64,6 +64,7 @@ def _one_by_one(self, activation):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_regress_fails_when_se_heads_run_one_by_one(data_root, monkeypatch):
     """The smoke letter DNN's step times as the reference, then again (no failure), then with each tap's heads
     run one by one instead of fused (a failure that names the claim)."""
