@@ -34,8 +34,9 @@ def run(table, profile: str = "smoke", *, seeds: int | None = None, rows: list[s
 
     from sharens.execution.runner import run_table
     from sharens.report import markdown as report
+    from sharens.suite.store import results_folder
 
-    out = Path(out) if out is not None else Path("results") / ("" if profile == "full" else profile)
+    out = Path(out) if out is not None else results_folder(profile)
     done = run_table(table, profile, out=out, seeds=seeds, rows=rows, device=torch.device(device), jobs=jobs,
                      data_root=Path(data_root) if data_root is not None else None, throughput=True)
     if done.reported:

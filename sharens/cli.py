@@ -78,7 +78,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _out(asked: Path | None, profile: str) -> Path:
     """The results folder: the one asked for, else where the committed results of the profile live."""
-    return asked or (Path("results") if profile == "full" else Path("results") / profile)
+    from sharens.suite.store import results_folder
+
+    return asked or results_folder(profile)
 
 
 def _choose_profile(table, asked: str, out: Path | None, options: dict):

@@ -70,6 +70,13 @@ def compare_throughput(reference: dict, current: dict, tolerance: float = THROUG
     return problems
 
 
+def smoke_command(tables: list[str] | tuple[str, ...], out: Path, jobs: int, data_root: Path | None) -> list[str]:
+    """The `python -m sharens` arguments of the smoke run regress checks (the slow tests run the same)."""
+    return (["reproduce", *(arg for table in tables for arg in ("--table", table)), "--profile", "smoke",
+             "--device", "cpu", "--out", str(out), "--jobs", str(jobs)]
+            + (["--data-root", str(data_root)] if data_root else []))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sharens.regress", description=__doc__)
     p.add_argument("--reference", type=Path, default=Path("results/smoke"))
@@ -94,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"`python -m sharens reproduce --table {table_id} --profile smoke --out {args.reference}`")
                 failed = True
                 continue
-            command = ["reproduce", "--table", table_id, "--profile", "smoke", "--device", "cpu", "--out", str(out),
-                       "--jobs", str(args.jobs)] + (["--data-root", str(args.data_root)] if args.data_root else [])
-            problems = ["the smoke run failed (its errors are above)"] if cli.main(command) else []
+            failed_run = cli.main(smoke_command([table_id], out, args.jobs, args.data_root))
+            problems = ["the smoke run failed (its errors are above)"] if failed_run else []
             written = out / f"{table_id}.json"
-            if written.exists():
-                current, reference = json.loads(written.read_text()), json.loads(ref_path.read_text())
+            current = json.loads(written.read_text()) if written.exists() else None
+            if current is not None:
+                reference = json.loads(ref_path.read_text())
                 problems += (compare(reference, current, args.tolerance)
                              + compare_throughput(reference, current, args.throughput_tolerance))
             print(f"{'FAIL' if problems else 'ok  '} {table_id}"
-                  + (f": {len(current['cells'])} cells" if written.exists() else ""), flush=True)
+                  + (f": {len(current['cells'])} cells" if current is not None else ""), flush=True)
             for line in problems:
                 print(f"     {line}")
             failed |= bool(problems)

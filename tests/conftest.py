@@ -14,6 +14,7 @@ import torch
 from sharens.cli import main
 from sharens.data import files
 from sharens.provenance import git_revision
+from sharens.regress import smoke_command
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,9 +58,7 @@ def _smoke_run(tmp_path_factory, data_root: Path, tables: tuple[str, ...]) -> Pa
     out = tmp_path_factory.mktemp("smoke")
     kept = os.environ.get("SHARENS_SMOKE_RUN")
     if not kept:
-        args = ["reproduce", "--profile", "smoke", "--device", "cpu", "--out", str(out), "--data-root",
-                str(data_root), "--jobs", "2"]
-        assert main([*args, *(arg for table in tables for arg in ("--table", table))]) == 0
+        assert main(smoke_command(tables, out, jobs=2, data_root=data_root)) == 0
         return out
     here = git_revision()
     for table in tables:

@@ -32,6 +32,14 @@ from sharens.model.evaluation import EVALUATION_SCHEMA, outcomes_sha256
 from sharens.model.metrics import METRICS
 from sharens.suite.plan import CellSpec
 
+RESULTS = Path("results")
+
+
+def results_folder(profile: str) -> Path:
+    """Where the committed results of `profile` live, so a run there resumes them: results/ for full, else
+    results/<profile>/."""
+    return RESULTS if profile == "full" else RESULTS / profile
+
 SEAL = "_seal"  # beside outcomes that left some of the record's arrays out: (record's sha256, the kept arrays')
 IDENTITIES = "data_identities"  # in a written document: {digest: data identity}, the cells naming theirs by digest
 
